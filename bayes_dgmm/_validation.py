@@ -1,0 +1,98 @@
+"""Input checks shared by every public entry point: clear errors naming the parameter."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+RandomLike = int | np.integer | np.random.Generator | np.random.RandomState | None
+
+
+def as_generator(random_state: RandomLike, name: str = "random_state") -> np.random.Generator:
+    """Turn ``random_state`` (None, int, Generator or legacy RandomState) into a Generator.
+
+    A legacy ``RandomState`` is used to draw a seed, so it advances as scikit-learn expects.
+    """
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    if random_state is None or (
+        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+    ):
+        if random_state is not None and int(random_state) < 0:
+            raise ValueError(f"{name}={random_state} is negative; use a seed >= 0.")
+        return np.random.default_rng(random_state)
+    raise TypeError(
+        f"{name}={random_state!r} is not a seed; give None, an int >= 0 or a "
+        "numpy.random.Generator."
+    )
+
+
+def check_data(
+    X: Any,
+    *,
+    name: str = "X",
+    n_features: int | None = None,
+    min_samples: int = 1,
+) -> NDArray[np.float64]:
+    """Return ``X`` as a C-contiguous float64 (N, J) array, or raise a clear error.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, J)
+    name : str
+        Name used in error messages.
+    n_features : int, optional
+        Required number of columns (e.g. the number seen at fit time).
+    min_samples : int
+        Smallest acceptable number of rows.
+    """
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} could not be read as numbers (dtype {np.asarray(X).dtype}); pass a numeric "
+            "array with one row per observation."
+        ) from None
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} has shape {arr.shape}; expected a 2-D array (n_samples, n_features). "
+            "Reshape a single feature with X.reshape(-1, 1) or a single row with X.reshape(1, -1)."
+        )
+    if arr.shape[0] < max(min_samples, 1):
+        raise ValueError(
+            f"{name} has {arr.shape[0]} rows; at least {max(min_samples, 1)} are needed."
+        )
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} has shape {arr.shape}: no features.")
+    if not np.all(np.isfinite(arr)):
+        rows, cols = np.nonzero(~np.isfinite(arr))
+        raise ValueError(
+            f"{name} contains {rows.size} NaN or infinite cells (first at row {rows[0]}, column "
+            f"{cols[0]}); drop or impute them before fitting."
+        )
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features but {n_features} were expected (as at fit "
+            "time); pass data with the same columns."
+        )
+    return np.ascontiguousarray(arr)
+
+
+def check_layer(layer: Any, n_layers: int, *, allow_zero: bool = False) -> int:
+    """Check a 1-based layer number (0 means the data level when ``allow_zero``)."""
+    low = 0 if allow_zero else 1
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise TypeError(
+            f"layer={layer!r} is not an integer; layers are numbered {low}..{n_layers}."
+        )
+    if not low <= int(layer) <= n_layers:
+        raise ValueError(
+            f"layer={layer} is out of range; this model has layers {low}..{n_layers} "
+            "(layer 1 is next to the data)."
+        )
+    return int(layer)

@@ -1,0 +1,460 @@
+"""DGMM parameters in the notation of Viroli & McLachlan (2019) and Selosse et al. (2020).
+
+Layer ``l = 1..L`` (layer 1 next to the data) has ``G_l`` components. Component ``g`` maps the
+scores ``z^(l)`` (dimension ``R_l``) to ``z^(l-1)`` (dimension ``R_{l-1}``, ``R_0 = J``)::
+
+    z^(l-1) = eta^(l)_g + Lambda^(l)_g z^(l) + u,   u ~ N(0, diag(psi^(l)_g)),   g ~ pi^(l)
+
+with ``z^(L) ~ N(0, I)`` and ``x = z^(0)``. Marginally ``x`` is a Gaussian mixture over the
+paths ``(g_1, ..., g_L)`` (the *global GMM*, eqs. 3-6) and every ``z^(l)`` is a Gaussian
+mixture over the sub-paths ``(g_{l+1}, ..., g_L)`` (eqs. 7-10).
+
+Paths are enumerated in one place, :func:`path_table`, with layer 1 varying fastest: path
+index ``p = g_1 + G_1 (g_2 + G_2 (g_3 + ...))`` (0-based). This is the order of R's
+``expand.grid`` used by the study, so the study's 1-based path ``k`` is our path ``k - 1``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from bayes_dgmm._linalg import full_logpdf, log_normalize, lowrank_logpdf, sym
+from bayes_dgmm._validation import RandomLike, as_generator, check_data, check_layer
+from bayes_dgmm.spec import validate_architecture
+
+Array = NDArray[np.float64]
+
+PARAMS_FORMAT = "bayes-dgmm-params/1"
+
+
+def path_table(n_components: Sequence[int]) -> NDArray[np.intp]:
+    """Every path through the network, layer 1 varying fastest.
+
+    Parameters
+    ----------
+    n_components : sequence of int, ``(G_1, ..., G_L)``
+
+    Returns
+    -------
+    (prod G_l, L) int array; row ``p`` holds the 0-based component of each layer of path ``p``.
+    """
+    dims = tuple(int(g) for g in n_components)
+    if not dims:  # the empty sub-path above the top layer
+        return np.zeros((1, 0), dtype=np.intp)
+    idx = np.unravel_index(np.arange(math.prod(dims)), dims, order="F")
+    return np.stack(idx, axis=1).astype(np.intp)
+
+
+def path_index(labels: ArrayLike, n_components: Sequence[int]) -> NDArray[np.intp]:
+    """Path index of per-layer labels (the inverse of :func:`path_table`).
+
+    Parameters
+    ----------
+    labels : (N, L) int array of 0-based components, layer 1 first
+    n_components : sequence of int, ``(G_1, ..., G_L)``
+
+    Returns
+    -------
+    (N,) int array
+    """
+    lab = np.asarray(labels)
+    dims = tuple(int(g) for g in n_components)
+    if lab.ndim != 2 or lab.shape[1] != len(dims):
+        raise ValueError(
+            f"labels has shape {lab.shape}; expected (n_samples, {len(dims)}), one column a layer."
+        )
+    return np.ravel_multi_index(tuple(lab.T), dims, order="F").astype(np.intp)
+
+
+@dataclass(frozen=True)
+class GaussianMixtureParams:
+    """A plain Gaussian mixture: the global GMM or the marginal of one layer's scores.
+
+    Attributes
+    ----------
+    weights : (K,) array
+    means : (K, D) array
+    covariances : (K, D, D) array
+    paths : (K, M) int array, the components of the layers above that define each mixture
+        component (layer ``l+1`` first for the marginal of ``z^(l)``); M = 0 for the top layer.
+    """
+
+    weights: Array
+    means: Array
+    covariances: Array
+    paths: NDArray[np.intp]
+
+    def score_samples(self, X: ArrayLike) -> Array:
+        """Log density of each row of ``X`` (N, D) under the mixture, through Cholesky factors."""
+        Xa = check_data(X, n_features=self.means.shape[1])
+        logp = np.stack(
+            [
+                np.log(w) + full_logpdf(Xa, m, c)
+                for w, m, c in zip(self.weights, self.means, self.covariances, strict=True)
+            ],
+            axis=1,
+        )
+        return log_normalize(logp)[0]
+
+
+class DGMMParams:
+    """Parameters of a deep Gaussian mixture model.
+
+    Parameters
+    ----------
+    pi : list over layers of (G_l,) arrays
+        Component weights ``pi^(l)``, each summing to one.
+    eta : list over layers of (G_l, R_{l-1}) arrays
+        Component intercepts ``eta^(l)_g``.
+    Lambda : list over layers of (G_l, R_{l-1}, R_l) arrays
+        Factor loadings ``Lambda^(l)_g``.
+    psi : list over layers of (G_l, R_{l-1}) arrays
+        Diagonal noise *variances* ``psi^(l)_g`` (strictly positive).
+
+    Layer 1 (next to the data) comes first in every list; ``R_0 = J``.
+    """
+
+    def __init__(
+        self,
+        *,
+        pi: Sequence[ArrayLike],
+        eta: Sequence[ArrayLike],
+        Lambda: Sequence[ArrayLike],
+        psi: Sequence[ArrayLike],
+    ) -> None:
+        lists = {"pi": pi, "eta": eta, "Lambda": Lambda, "psi": psi}
+        lengths = {k: len(v) for k, v in lists.items()}
+        if len(set(lengths.values())) != 1 or lengths["pi"] == 0:
+            raise ValueError(
+                f"pi, eta, Lambda and psi must be non-empty lists with one entry per layer; "
+                f"got lengths {lengths}."
+            )
+        self.pi = [np.asarray(a, dtype=np.float64) for a in pi]
+        self.eta = [np.asarray(a, dtype=np.float64) for a in eta]
+        self.Lambda = [np.asarray(a, dtype=np.float64) for a in Lambda]
+        self.psi = [np.asarray(a, dtype=np.float64) for a in psi]
+        self._check()
+        self._cache: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ structure
+    def _check(self) -> None:
+        n_features = self.Lambda[0].shape[1] if self.Lambda[0].ndim == 3 else None
+        for l, lam in enumerate(self.Lambda, start=1):
+            if lam.ndim != 3:
+                raise ValueError(
+                    f"Lambda[{l - 1}] (layer {l}) has shape {lam.shape}; expected "
+                    "(G_l, R_{l-1}, R_l)."
+                )
+        comps = tuple(lam.shape[0] for lam in self.Lambda)
+        dims = (self.Lambda[0].shape[1], *(lam.shape[2] for lam in self.Lambda))
+        for l in range(1, len(self.Lambda)):
+            if self.Lambda[l].shape[1] != dims[l]:
+                raise ValueError(
+                    f"Lambda[{l}] (layer {l + 1}) has shape {self.Lambda[l].shape} but layer "
+                    f"{l} has {dims[l]} factors; expected ({comps[l]}, {dims[l]}, R_{l + 1})."
+                )
+        validate_architecture(comps, dims[1:], n_features)
+        for l, (g, r_in) in enumerate(zip(comps, dims[:-1], strict=True)):
+            expected = {"pi": (g,), "eta": (g, r_in), "psi": (g, r_in)}
+            for name, shape in expected.items():
+                arr = getattr(self, name)[l]
+                if arr.shape != shape:
+                    raise ValueError(
+                        f"{name}[{l}] (layer {l + 1}) has shape {arr.shape}; expected {shape}."
+                    )
+        for name in ("pi", "eta", "Lambda", "psi"):
+            for l, arr in enumerate(getattr(self, name)):
+                if not np.all(np.isfinite(arr)):
+                    raise ValueError(f"{name}[{l}] (layer {l + 1}) contains NaN or inf values.")
+        for l, (p, s) in enumerate(zip(self.pi, self.psi, strict=True)):
+            if np.any(p < 0) or not np.isclose(p.sum(), 1.0, rtol=0, atol=1e-8):
+                raise ValueError(
+                    f"pi[{l}] (layer {l + 1}) = {p} is not a probability vector (sum "
+                    f"{p.sum():.6g}); use non-negative weights summing to 1."
+                )
+            if np.any(s <= 0):
+                raise ValueError(
+                    f"psi[{l}] (layer {l + 1}) has a non-positive variance ({s.min():.3g}); "
+                    "psi holds variances, which must be > 0."
+                )
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.pi)
+
+    @property
+    def n_components(self) -> tuple[int, ...]:
+        """Components per layer ``(G_1, ..., G_L)``."""
+        return tuple(int(p.shape[0]) for p in self.pi)
+
+    @property
+    def n_factors(self) -> tuple[int, ...]:
+        """Latent dimensions ``(R_1, ..., R_L)``."""
+        return tuple(int(lam.shape[2]) for lam in self.Lambda)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.Lambda[0].shape[1])
+
+    @property
+    def n_paths(self) -> int:
+        return math.prod(self.n_components)
+
+    @property
+    def paths(self) -> NDArray[np.intp]:
+        """(n_paths, L) int array of the components of every path (see :func:`path_table`)."""
+        return path_table(self.n_components)
+
+    def path_weights(self) -> Array:
+        """Global path weights ``pi_g = prod_l pi^(l)_{g_l}`` (eq. 4), shape (n_paths,)."""
+        return _subpath_weights(self.pi)
+
+    # ------------------------------------------------------------------ marginals
+    def _marginal(self, level: int) -> tuple[Array, Array, Array]:
+        """Mean, covariance and weight of ``z^(level)`` per sub-path ``(g_{level+1}..g_L)``.
+
+        Returns (means (S, R), covariances (S, R, R), weights (S,)), sub-paths ordered as
+        :func:`path_table` of ``n_components[level:]``.
+        """
+        key = f"marginal{level}"
+        if key not in self._cache:
+            L = self.n_layers
+            if level == L:
+                R = self.n_factors[-1]
+                out = (np.zeros((1, R)), np.eye(R)[None], np.ones(1))
+            else:
+                m, S, _ = self._marginal(level + 1)
+                eta, lam, psi = self.eta[level], self.Lambda[level], self.psi[level]
+                # (S, G, R): index g + G * s flattens the (s, g) grid with g fastest.
+                means = eta[None] + np.einsum("gij,sj->sgi", lam, m)
+                covs = np.einsum("gij,sjk,glk->sgil", lam, S, lam)
+                covs = sym(covs) + np.einsum("gi,ij->gij", psi, np.eye(psi.shape[1]))[None]
+                n_sub = m.shape[0] * lam.shape[0]
+                out = (
+                    means.reshape(n_sub, -1),
+                    covs.reshape(n_sub, *covs.shape[2:]),
+                    _subpath_weights(self.pi[level:]),
+                )
+            self._cache[key] = out
+        return self._cache[key]
+
+    def layer_gmm(self, layer: int) -> GaussianMixtureParams:
+        """Marginal distribution of the scores ``z^(layer)`` (eqs. 7-10).
+
+        Parameters
+        ----------
+        layer : int in 0..L
+            0 gives the global GMM of ``x``; ``L`` gives the standard normal of the top scores.
+        """
+        layer = check_layer(layer, self.n_layers, allow_zero=True)
+        means, covs, weights = self._marginal(layer)
+        return GaussianMixtureParams(
+            weights=weights.copy(),
+            means=means.copy(),
+            covariances=covs.copy(),
+            paths=path_table(self.n_components[layer:]),
+        )
+
+    def global_gmm(self) -> GaussianMixtureParams:
+        """The global GMM of ``x``: path weights, means and covariances (eqs. 3-6)."""
+        return self.layer_gmm(0)
+
+    # ------------------------------------------------------------------ densities
+    def _level1_factors(self) -> tuple[Array, Array, Array]:
+        """Means, Cholesky factors and weights of ``z^(1)`` per sub-path ``(g_2..g_L)``."""
+        key = "level1_chol"
+        if key not in self._cache:
+            m, S, w = self._marginal(1)
+            C = np.linalg.cholesky(S)
+            self._cache[key] = (m, C, w)
+        return self._cache[key]
+
+    def log_prob_paths(self, X: ArrayLike) -> Array:
+        """Joint log density ``log pi_p + log N(x; mu_p, Sigma_p)`` of every row and path.
+
+        The path covariance is ``Sigma_p = diag(psi1) + W W^T`` with ``W = Lambda1 C``, where
+        ``C C^T`` is the covariance of ``z^(1)`` on the sub-path; the density uses Woodbury and
+        the determinant lemma (:func:`bayes_dgmm._linalg.lowrank_logpdf`), so its cost is
+        linear in the number of features and memory is O(N x paths).
+
+        Parameters
+        ----------
+        X : (N, J) array
+
+        Returns
+        -------
+        (N, n_paths) array, columns in :func:`path_table` order.
+        """
+        Xa = check_data(X, n_features=self.n_features)
+        return self._log_prob_paths(Xa)
+
+    def _log_prob_paths(self, X: Array) -> Array:
+        m1, C1, _ = self._level1_factors()
+        log_w = np.log(self.path_weights())
+        G1 = self.n_components[0]
+        out = np.empty((X.shape[0], self.n_paths))
+        for s in range(m1.shape[0]):
+            for g in range(G1):
+                lam, p = self.Lambda[0][g], g + G1 * s
+                mean = self.eta[0][g] + lam @ m1[s]
+                out[:, p] = lowrank_logpdf(X, mean, lam @ C1[s], self.psi[0][g])[0] + log_w[p]
+        return out
+
+    def score_samples(self, X: ArrayLike) -> Array:
+        """Log density of each row of ``X`` under the DGMM, shape (N,)."""
+        return log_normalize(self.log_prob_paths(X))[0]
+
+    def score(self, X: ArrayLike) -> float:
+        """Total log-likelihood of ``X``."""
+        return float(np.sum(self.score_samples(X)))
+
+    def predict_proba(self, X: ArrayLike, layer: int | None = None) -> Array:
+        """Posterior probabilities of the paths, or of layer ``layer``'s components.
+
+        Parameters
+        ----------
+        X : (N, J) array
+        layer : int in 1..L, optional
+            None gives path posteriors (N, n_paths); ``l`` gives (N, G_l) by summing the
+            path posteriors over the paths through each component of layer ``l``.
+        """
+        proba = log_normalize(self.log_prob_paths(X))[1]
+        if layer is None:
+            return proba
+        return aggregate_paths(proba, self.n_components, layer)
+
+    def predict(self, X: ArrayLike, layer: int | None = None) -> NDArray[np.intp]:
+        """Bayes classifier: most probable path (or component of layer ``layer``)."""
+        return np.argmax(self.predict_proba(X, layer=layer), axis=1).astype(np.intp)
+
+    def sample(
+        self, n_samples: int, random_state: RandomLike = None
+    ) -> tuple[Array, NDArray[np.intp]]:
+        """Draw ``n_samples`` observations; returns ``(X, path)`` (see :func:`simulate`)."""
+        from bayes_dgmm.simulate import simulate
+
+        sim = simulate(self, n_samples, random_state=random_state)
+        return sim.X, sim.paths
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def random(
+        cls,
+        n_features: int,
+        n_components: Sequence[int],
+        n_factors: Sequence[int],
+        random_state: RandomLike = None,
+        *,
+        separation: float = 3.0,
+    ) -> DGMMParams:
+        """Random well-conditioned parameters.
+
+        Intercepts are drawn with scale ``separation`` (in units of the noise sd), loadings
+        are standard normal scaled by ``1/sqrt(R_l)``, noise variances uniform in [0.3, 1]
+        and weights from a Dirichlet(5) so no component is negligible.
+        """
+        comps, facts = validate_architecture(n_components, n_factors, n_features)
+        rng = as_generator(random_state)
+        dims = (n_features, *facts)
+        pi, eta, lam, psi = [], [], [], []
+        for l, g in enumerate(comps):
+            r_in, r_out = dims[l], dims[l + 1]
+            pi.append(rng.dirichlet(np.full(g, 5.0)))
+            eta.append(rng.normal(0.0, separation, size=(g, r_in)))
+            lam.append(rng.normal(0.0, 1.0, size=(g, r_in, r_out)) / np.sqrt(r_out))
+            psi.append(rng.uniform(0.3, 1.0, size=(g, r_in)))
+        return cls(pi=pi, eta=eta, Lambda=lam, psi=psi)
+
+    def copy(self) -> DGMMParams:
+        return DGMMParams(
+            pi=[a.copy() for a in self.pi],
+            eta=[a.copy() for a in self.eta],
+            Lambda=[a.copy() for a in self.Lambda],
+            psi=[a.copy() for a in self.psi],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python representation (lists of floats), exact through JSON."""
+        return {
+            "format": PARAMS_FORMAT,
+            "n_components": list(self.n_components),
+            "n_factors": list(self.n_factors),
+            "n_features": self.n_features,
+            "pi": [a.tolist() for a in self.pi],
+            "eta": [a.tolist() for a in self.eta],
+            "Lambda": [a.tolist() for a in self.Lambda],
+            "psi": [a.tolist() for a in self.psi],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DGMMParams:
+        if data.get("format") != PARAMS_FORMAT:
+            raise ValueError(
+                f"format={data.get('format')!r} is not {PARAMS_FORMAT!r}; this is not a "
+                "DGMMParams file written by bayes-dgmm."
+            )
+        return cls(pi=data["pi"], eta=data["eta"], Lambda=data["Lambda"], psi=data["psi"])
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """JSON text (floats written with repr, so the round trip is exact); saved if ``path``."""
+        text = json.dumps(self.to_dict())
+        if path is not None:
+            from bayes_dgmm._io import atomic_write_text
+
+            atomic_write_text(Path(path), text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> DGMMParams:
+        """Read parameters from JSON text or a file written by :meth:`to_json`."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = Path(text_or_path).read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc}); the file may be truncated.") from None
+        return cls.from_dict(data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DGMMParams):
+            return NotImplemented
+        return self.n_components == other.n_components and all(
+            np.array_equal(a, b)
+            for name in ("pi", "eta", "Lambda", "psi")
+            for a, b in zip(getattr(self, name), getattr(other, name), strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"DGMMParams(n_features={self.n_features}, n_components={self.n_components}, "
+            f"n_factors={self.n_factors})"
+        )
+
+
+def _subpath_weights(pi: Sequence[Array]) -> Array:
+    """Products of layer weights over all sub-paths, first listed layer fastest."""
+    w = np.ones(1)
+    for p in reversed(pi):
+        # new index g + G * s: the earlier layer varies fastest
+        w = np.outer(w, p).ravel()
+    return w
+
+
+def aggregate_paths(proba: Array, n_components: Sequence[int], layer: int) -> Array:
+    """Sum path probabilities (N, n_paths) into layer ``layer``'s components (N, G_layer)."""
+    layer = check_layer(layer, len(n_components))
+    labels = path_table(n_components)[:, layer - 1]
+    out = np.zeros((proba.shape[0], n_components[layer - 1]))
+    np.add.at(out.T, labels, proba.T)
+    return out
