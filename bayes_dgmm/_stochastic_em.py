@@ -1,0 +1,517 @@
+"""The study's baseline: the layer-wise stochastic EM of Viroli & McLachlan (2019).
+
+This module restates, as pure numpy functions, one iteration of the algorithm of the CRAN
+package ``deepgmm`` (Viroli & McLachlan; source read: GitHub ``suren-rathnayake/deepgmm``,
+files ``R/deep.sem.alg.2.R`` and ``R/deep.sem.alg.3.R`` (functions ``deep.sem.alg.2``,
+``deep.sem.alg.3``), ``R/compute_lik.R`` (``compute.lik``, ``compute.est``, ``ma``),
+``R/compute_est.R``, ``R/deepgmm.R``, ``R/factanal_para.R`` and
+``R/initial_clustering.R``). The study's own package deepMFA 1.0 ships only as a tarball
+in ``ansubmissions/ICBINB`` whose source could not be read here; its script
+``script-3.3.R`` calls ``deep.mfa(z0, k, r, num.layers, nb.iter, init="random")``, and
+ANCHORS.md records that it shares deepgmm's 3-layer covariance formula.
+
+What one deepgmm iteration does (``deep.sem.alg.3``), and what we do
+---------------------------------------------------------------------
+At the start of an iteration deepgmm has the posterior probabilities of every layer's
+components given ``x`` (``ps.y.list``, from ``compute.lik`` on the global GMM at the current
+parameters). Then, for ``l = 1..L``, with ``y`` the layer's input (``x`` for layer 1):
+
+1. For every component ``g`` of layer ``l`` and every sub-path ``s = (g_{l+1}..g_L)`` it
+   computes the Gaussian posterior of ``z^(l)`` given ``y``, ``g`` and ``s``, with prior
+   ``N(mu~_s, Sigma~_s)`` the marginal of ``z^(l)`` on the sub-path (eqs. 7-10):
+   ``chsi = (Sigma~^-1 + Lambda^T Psi^-1 Lambda)^-1``,
+   ``roy = chsi (Sigma~^-1 mu~ + Lambda^T Psi^-1 (y - eta))`` (``ginv`` everywhere).
+2. It draws one ``z ~ N(roy, chsi)`` per observation and per ``(g, s)`` (``rmvnorm``).
+3. It averages over the sub-paths with weights ``p(g_{l+1}|x) ... p(g_L|x)`` (a product of
+   per-layer marginal posteriors): the posterior means ``E[z|y,g]``, the second moments
+   ``E[zz^T|y,g]`` and the draws.
+4. M-step (``compute.est``) for layer ``l`` with observation weights ``p(g_l|x)`` and the
+   posterior *moments* (not the draws): ``Lambda = S_yz S_zz^-1`` and
+   ``psi = diag(S_yy - S_yz Lambda^T)`` with the *old* ``eta`` in the centring, then
+   ``eta = mean(y - Lambda E[z])``; ``pi_g = mean_n p(g|x)``.
+5. The next layer's input is the label-averaged draw
+   ``y' = sum_g p(g_l|x) z_draw[g]``: labels are never drawn, expected labels are used.
+
+After the last layer ``compute.lik`` recomputes the log-likelihood and ``ps.y.list``.
+``stochastic_em_iteration`` follows steps 1, 2 and 5 and the structure of 3-4 (posterior
+moments in the M-step, draws only as the next layer's input, responsibilities from ``x``),
+with these departures:
+
+- **Exact global GMM.** For ``L = 3`` ``compute.lik`` uses the path covariance
+  ``Psi1 + H1 (H2 H2^T + Psi2) H1^T + H1 H2 (H3 H3^T + Psi3) H2^T H1^T``, which has a term
+  ``H1 H2 H2^T H1^T`` that the generative process lacks (ANCHORS.md). Here the
+  responsibilities come from the generative process (eqs. 3-6), computed from the same
+  per-``(g_1, s)`` Woodbury densities as :meth:`DGMMParams.log_prob_paths`. (The
+  per-layer priors in step 1 were right in deepgmm and are :meth:`DGMMParams._marginal`.)
+- **Joint sub-path weights.** Step 3 weights sub-path ``s`` of component ``g`` by the exact
+  conditional ``p(s | x, g_l = g)`` (from the joint path posterior) instead of the product
+  of marginals ``prod_m p(g_m | x)``; the draws in step 5 are weighted by ``p(g, s | x)``.
+- **Exact M-step.** ``(eta, Lambda)`` are solved jointly (regression of ``y`` on
+  ``[E z, 1]`` with the second moments), and ``psi`` is the expected squared residual at the
+  new ``(eta, Lambda)``, summed as squares (no ``S_yy - ...`` cancellation, which matters
+  when ``psi`` is 1e-7 of ``var(x)`` as in layer 1 of the study data). deepgmm's
+  conditional updates (old ``eta`` in ``Lambda`` and ``psi``) have the same fixed points.
+- **Cholesky, not ginv**: posteriors through whitened Woodbury factors
+  (:func:`bayes_dgmm._linalg.lowrank_logpdf`); no explicit inverse.
+- **Floors and empty components.** ``psi >= reg_psi * var(y)`` per coordinate of the layer's
+  input (deepgmm only replaces an exact 0 by machine epsilon and NaN by 1). A component
+  with fewer than ``MIN_COMPONENT_WEIGHT`` expected observations (deepgmm's initialisation
+  also demands 2), or whose update fails or is not finite, keeps its ``eta``, ``Lambda`` and
+  ``psi``; its weight is ``(N_g + 10 eps) / (N + G 10 eps)`` as in scikit-learn.
+- **No draw at the top layer** (deepgmm draws ``z^(L)`` and never uses it), so with one
+  layer the iteration is the deterministic EM of a mixture of factor analysers, as
+  deepgmm's ``deep.sem.alg.1`` is.
+- **One layer count for all L**: deepgmm has separate code for L = 1, 2, 3.
+
+Stopping rule (``deep.sem.alg.2/3``): the likelihood history starts with the value at the
+initial parameters; after iteration ``hh`` (``hh + 1`` values), for ``hh > 5`` deepgmm
+computes ``ratio = (ma[hh+1] - ma[hh]) / |ma[hh]|`` with ``ma`` the trailing 5-point moving
+average (``filter(x, rep(1/5, 5), sides = 1)``) and stops when ``ratio <= eps`` -- also when
+the likelihood falls. For ``hh <= 5`` it sets ``ratio = 2 eps`` and goes on.
+(``deep.sem.alg.1``, one layer, uses the plain relative change instead.)
+
+Initialisation (``deepgmm.R``, ``factanal_para``): per layer, k-means (30 starts) on the
+layer's input (``x`` scaled, then the pooled scores), a factor analysis (``factanal``,
+Bartlett scores) per cluster, weights from the cluster sizes, and the pooled Bartlett scores
+as the next layer's input. :func:`simple_kmeans_init` does the same with scikit-learn's
+KMeans and FactorAnalysis.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_triangular
+from scipy.special import logsumexp
+
+from bayes_dgmm._linalg import lowrank_logpdf
+from bayes_dgmm.params import DGMMParams
+
+Array = NDArray[np.float64]
+
+logger = logging.getLogger(__name__)
+
+#: Components with fewer expected observations keep their eta, Lambda and psi (deepgmm's
+#: initialisation gives every cluster at least 2 observations).
+MIN_COMPONENT_WEIGHT = 2.0
+
+#: Added to every expected count before the weights are normalised (as scikit-learn's
+#: GaussianMixture does), so that no weight is exactly zero.
+_WEIGHT_EPS = 10.0 * np.finfo(np.float64).eps
+
+#: deepgmm's moving-average window and the iterations before its rule may stop.
+DEEPGMM_MA_WINDOW = 5
+DEEPGMM_MIN_ITER = 6
+
+
+# --------------------------------------------------------------------------- posteriors
+@dataclass(frozen=True)
+class ScorePosterior:
+    """Gaussian posteriors of ``z^(l)`` given the layer's input, per component and sub-path.
+
+    Attributes
+    ----------
+    log_density : (N, G, S) array, ``log N(y; eta_g + Lambda_g m_s, Psi_g + Lambda_g
+        Sigma_s Lambda_g^T)``: the density of the input under component ``g``, sub-path ``s``
+    means : (G, S, N, R) array, ``E[z | y, g, s]`` (component-major, so that the M-step
+        reads each component's block contiguously)
+    chol_cov : (G, S, R, R) array, a factor ``F`` with ``Cov[z | y, g, s] = F F^T``
+    """
+
+    log_density: Array
+    means: Array
+    chol_cov: Array
+
+    @property
+    def covariances(self) -> Array:
+        """(G, S, R, R) posterior covariances."""
+        return np.einsum("gsij,gskj->gsik", self.chol_cov, self.chol_cov)
+
+
+def score_posterior(
+    Y: Array,
+    eta: Array,
+    Lambda: Array,
+    psi: Array,
+    prior_means: Array,
+    prior_covs: Array,
+) -> ScorePosterior:
+    """Posterior of the scores of one layer, for every component and sub-path above it.
+
+    Model: ``y = eta_g + Lambda_g z + u``, ``u ~ N(0, diag(psi_g))``, prior
+    ``z ~ N(m_s, Sigma_s)``. With ``Sigma_s = C C^T`` and ``z = m_s + C v``, ``v ~ N(0, I)``,
+    this is a factor model in ``v`` with loadings ``W = Lambda_g C``, whose posterior is
+    ``v | y ~ N(b, (I + W~^T W~)^-1)`` (``W~ = Psi^-1/2 W``, ``b`` from
+    :func:`bayes_dgmm._linalg.lowrank_logpdf`). Hence ``E[z|y] = m_s + C b`` and
+    ``Cov[z|y] = F F^T`` with ``F = C K^-T``, ``K K^T = I + W~^T W~``.
+
+    Parameters
+    ----------
+    Y : (N, D) array, the layer's input (``x`` or the scores of the layer below)
+    eta : (G, D) array
+    Lambda : (G, D, R) array
+    psi : (G, D) array, noise variances
+    prior_means : (S, R) array, ``m_s``
+    prior_covs : (S, R, R) array, ``Sigma_s``
+
+    Returns
+    -------
+    ScorePosterior
+    """
+    N = Y.shape[0]
+    G, _, R = Lambda.shape
+    S = prior_means.shape[0]
+    log_density = np.empty((N, G, S))
+    means = np.empty((G, S, N, R))
+    chol_cov = np.empty((G, S, R, R))
+    prior_chol = np.linalg.cholesky(prior_covs)
+    eye = np.eye(R)
+    for s in range(S):
+        C = prior_chol[s]
+        for g in range(G):
+            W = Lambda[g] @ C
+            log_density[:, g, s], b = lowrank_logpdf(
+                Y, eta[g] + Lambda[g] @ prior_means[s], W, psi[g]
+            )
+            Wt = W / np.sqrt(psi[g])[:, None]
+            K = cholesky(eye + Wt.T @ Wt, lower=True, check_finite=False)
+            means[g, s] = prior_means[s] + b @ C.T
+            chol_cov[g, s] = solve_triangular(K, C.T, lower=True, check_finite=False).T
+    return ScorePosterior(log_density=log_density, means=means, chol_cov=chol_cov)
+
+
+def path_posterior(log_density: Array, pi: Array, subpath_weights: Array) -> tuple[Array, Array]:
+    """Joint posterior of layer 1's component and the sub-path above it, i.e. of the path.
+
+    Parameters
+    ----------
+    log_density : (N, G_1, S) array from :func:`score_posterior` on ``x``
+    pi : (G_1,) array, layer-1 weights
+    subpath_weights : (S,) array, weights of the sub-paths ``(g_2..g_L)``
+
+    Returns
+    -------
+    log_lik : (N,) array, ``log f(x_n)`` under the global GMM
+    proba : (N, n_paths) array in :func:`bayes_dgmm.path_table` order (layer 1 fastest)
+    """
+    with np.errstate(divide="ignore"):
+        logp = log_density + np.log(pi)[None, :, None] + np.log(subpath_weights)[None, None, :]
+    N = logp.shape[0]
+    # (N, S, G_1) flattened C-order gives path index g_1 + G_1 * s.
+    flat = logp.transpose(0, 2, 1).reshape(N, -1)
+    log_lik = logsumexp(flat, axis=1)
+    return log_lik, np.exp(flat - log_lik[:, None])
+
+
+def layer_responsibilities(proba: Array, n_components: Sequence[int], layer: int) -> Array:
+    """Posterior of (component of ``layer``, sub-path above it) given ``x``.
+
+    Parameters
+    ----------
+    proba : (N, n_paths) path posteriors, :func:`bayes_dgmm.path_table` order
+    n_components : ``(G_1, ..., G_L)``
+    layer : int in 1..L
+
+    Returns
+    -------
+    (N, G_layer, S) array, ``S = prod_{m > layer} G_m``, sub-paths in ``path_table`` order
+    of ``n_components[layer:]``; summed over the layers below.
+    """
+    below = math.prod(n_components[: layer - 1])
+    G = n_components[layer - 1]
+    S = math.prod(n_components[layer:])
+    # path = a + below * (g + G * s)
+    tau = proba.reshape(proba.shape[0], S, G, below).sum(axis=3)
+    return np.ascontiguousarray(tau.transpose(0, 2, 1))
+
+
+def draw_scores(tau: Array, post: ScorePosterior, rng: np.random.Generator) -> Array:
+    """deepgmm's "sample" of the scores: one draw per (component, sub-path), averaged.
+
+    ``z_n = sum_{g,s} tau[n,g,s] (E[z|y_n,g,s] + F_{g,s} e_{n,g,s})`` with independent
+    ``e ~ N(0, I)``: labels are not drawn, the draws are weighted by their posterior
+    probabilities (``deep.sem.alg.3``, arrays ``z2.one``/``z.one``).
+
+    Parameters
+    ----------
+    tau : (N, G, S) array of posterior probabilities (rows sum to 1)
+    post : posteriors for the same (G, S)
+    rng : numpy Generator
+
+    Returns
+    -------
+    (N, R) array
+    """
+    e = rng.standard_normal(post.means.shape)  # (G, S, N, R)
+    draws = post.means + e @ np.swapaxes(post.chol_cov, -1, -2)
+    return np.einsum("gsn,gsni->ni", tau.transpose(1, 2, 0), draws)
+
+
+# --------------------------------------------------------------------------- M-step
+def m_step_component(
+    Y: Array, tau: Array, means: Array, covariances: Array
+) -> tuple[Array, Array, Array] | None:
+    """Closed-form update of one component's ``(eta, Lambda, psi)`` from posterior moments.
+
+    Maximises ``sum_n sum_s tau[n,s] E[log N(y_n; eta + Lambda z, diag(psi)) | y_n, s]``:
+    ``[Lambda, eta] = (sum tau y [Ez; 1]^T) (sum tau [[Ezz, Ez], [Ez^T, 1]])^-1``, then ``psi``
+    the expected squared residual at the new ``(eta, Lambda)``.
+
+    Parameters
+    ----------
+    Y : (N, D) array
+    tau : (N, S) array, ``p(g, s | x)`` for this component ``g``
+    means : (S, N, R) array, ``E[z | y, g, s]``
+    covariances : (S, R, R) array, ``Cov[z | y, g, s]``
+
+    Returns
+    -------
+    (eta (D,), Lambda (D, R), psi (D,)) or None when the moment matrix is singular.
+    """
+    S, N, R = means.shape
+    tau_s = np.ascontiguousarray(tau.T)[:, :, None]  # (S, N, 1)
+    n_s = tau_s.sum(axis=(1, 2))  # (S,)
+    weighted = tau_s * means  # (S, N, R)
+    weighted_mean = weighted.sum(axis=0)  # (N, R)
+    moment = np.empty((R + 1, R + 1))
+    moment[:R, :R] = np.einsum("s,srt->rt", n_s, covariances) + weighted.reshape(
+        S * N, R
+    ).T @ means.reshape(S * N, R)
+    moment[:R, R] = moment[R, :R] = weighted_mean.sum(axis=0)
+    moment[R, R] = n_s.sum()
+    cross = Y.T @ np.column_stack([weighted_mean, tau.sum(axis=1)])  # (D, R + 1)
+    try:
+        factor = cho_factor(moment, lower=True, check_finite=False)
+    except LinAlgError:
+        return None
+    coef = cho_solve(factor, cross.T, check_finite=False).T
+    Lambda, eta = coef[:, :R], coef[:, R]
+    resid = Y - eta - means @ Lambda.T  # (S, N, D)
+    sq = (tau_s * resid * resid).sum(axis=(0, 1))
+    sq += np.einsum("s,dr,srt,dt->d", n_s, Lambda, covariances, Lambda)
+    return eta, Lambda, sq / moment[R, R]
+
+
+def update_layer(
+    Y: Array,
+    tau: Array,
+    post: ScorePosterior,
+    eta: Array,
+    Lambda: Array,
+    psi: Array,
+    psi_floor: Array,
+) -> tuple[Array, Array, Array, Array]:
+    """M-step of one layer: weights and every component's ``(eta, Lambda, psi)``.
+
+    Parameters
+    ----------
+    Y : (N, D) array, the layer's input
+    tau : (N, G, S) array, ``p(g, s | x)``
+    post : posteriors of the layer's scores
+    eta, Lambda, psi : (G, D), (G, D, R), (G, D) current values, kept for empty components
+    psi_floor : (D,) array, lower bound of the new ``psi``
+
+    Returns
+    -------
+    pi (G,), eta (G, D), Lambda (G, D, R), psi (G, D): new arrays
+    """
+    counts = tau.sum(axis=(0, 2))
+    G = counts.shape[0]
+    pi = (counts + _WEIGHT_EPS) / (counts.sum() + G * _WEIGHT_EPS)
+    new_eta, new_Lambda, new_psi = eta.copy(), Lambda.copy(), psi.copy()
+    covariances = post.covariances
+    for g in range(G):
+        if counts[g] < MIN_COMPONENT_WEIGHT:
+            logger.debug("component %d holds %.3g observations: kept unchanged", g, counts[g])
+            continue
+        out = m_step_component(Y, tau[:, g], post.means[g], covariances[g])
+        if out is None or not all(np.all(np.isfinite(a)) for a in out):
+            logger.debug("component %d: singular or non-finite update, kept unchanged", g)
+            continue
+        new_eta[g], new_Lambda[g] = out[0], out[1]
+        new_psi[g] = np.maximum(out[2], psi_floor)
+    return pi, new_eta, new_Lambda, new_psi
+
+
+def _psi_floor(Y: Array, reg_psi: float) -> Array:
+    """``reg_psi * var(y_j)`` per coordinate (``reg_psi`` itself where a variance is 0)."""
+    var = Y.var(axis=0)
+    return reg_psi * np.where(var > 0, var, 1.0)
+
+
+# --------------------------------------------------------------------------- public
+def stochastic_em_iteration(
+    X: np.ndarray, params: DGMMParams, rng: np.random.Generator, *, reg_psi: float
+) -> DGMMParams:
+    """One full iteration of the layer-wise stochastic EM, all layers; returns new params.
+
+    Layer by layer from 1 to L (see the module docstring for deepgmm's algorithm and our
+    departures): posteriors of the layer's scores given its input and every (component,
+    sub-path) pair, with the sub-path prior from the current parameters of the layers
+    above; an M-step weighted by the posterior of (component, sub-path) given ``x`` under
+    the exact global GMM of the parameters at the start of the iteration; then the
+    probability-weighted draw of the scores becomes the next layer's input.
+
+    Parameters
+    ----------
+    X : (N, J) array of finite floats (checked by the caller)
+    params : current parameters (not modified)
+    rng : numpy Generator, the only source of randomness (unused when L = 1)
+    reg_psi : float > 0
+        Floor of the noise variances relative to the variance of the layer's input.
+
+    Returns
+    -------
+    DGMMParams, never NaN: components that cannot be updated keep their values.
+    """
+    if not (np.isfinite(reg_psi) and reg_psi > 0):
+        raise ValueError(f"reg_psi={reg_psi!r} must be a positive finite float, e.g. 1e-10.")
+    X = np.asarray(X, dtype=np.float64)
+    comps = params.n_components
+    L = params.n_layers
+    new_layers: list[tuple[Array, Array, Array, Array]] = []
+    Y = X
+    proba = np.empty((0, 0))
+    for l in range(L):
+        prior_means, prior_covs, subpath_w = params._marginal(l + 1)
+        post = score_posterior(
+            Y, params.eta[l], params.Lambda[l], params.psi[l], prior_means, prior_covs
+        )
+        if l == 0:
+            _, proba = path_posterior(post.log_density, params.pi[0], subpath_w)
+        tau = layer_responsibilities(proba, comps, l + 1)
+        new_layers.append(
+            update_layer(
+                Y,
+                tau,
+                post,
+                params.eta[l],
+                params.Lambda[l],
+                params.psi[l],
+                _psi_floor(Y, reg_psi),
+            )
+        )
+        if l + 1 < L:
+            Y = draw_scores(tau, post, rng)
+    pi, eta, Lambda, psi = zip(*new_layers, strict=True)
+    return DGMMParams(pi=pi, eta=eta, Lambda=Lambda, psi=psi)
+
+
+def deepgmm_should_stop(logliks: Sequence[float], eps: float) -> bool:
+    """deepgmm's moving-average stopping rule on the log-likelihood history.
+
+    ``logliks[0]`` is the log-likelihood at the initial parameters and ``logliks[k]`` the
+    one after iteration ``k`` (deepgmm's ``likelihood`` vector). With ``hh = len - 1``
+    iterations done, the rule stops when ``hh > 5`` and
+
+        (mean(logliks[-5:]) - mean(logliks[-6:-1])) / |mean(logliks[-6:-1])| <= eps,
+
+    i.e. when the 5-point trailing moving average rises by at most ``eps`` relatively, or
+    falls (``deep.sem.alg.3``: ``ratio <- (ma(likelihood, 5)[hh + 1] -
+    ma(likelihood, 5)[hh]) / abs(ma(likelihood, 5)[hh])``, loop ``while ratio > eps``).
+    A non-finite ratio also stops. For ``hh <= 5`` it never stops (deepgmm sets
+    ``ratio = 2 eps``, which exceeds ``eps`` for ``eps > 0``).
+    """
+    hist = np.asarray(logliks, dtype=np.float64)
+    if hist.ndim != 1:
+        raise ValueError(f"logliks has shape {hist.shape}; pass a 1-D history of floats.")
+    if hist.size - 1 < DEEPGMM_MIN_ITER:
+        return False
+    w = DEEPGMM_MA_WINDOW
+    ma_new = hist[-w:].mean()
+    ma_old = hist[-w - 1 : -1].mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (ma_new - ma_old) / abs(ma_old)
+    return not bool(ratio > eps)
+
+
+def simple_kmeans_init(
+    X: np.ndarray,
+    n_components: Sequence[int],
+    n_factors: Sequence[int],
+    rng: np.random.Generator,
+) -> DGMMParams:
+    """A deepgmm-style start: k-means, then a factor analysis per cluster, layer by layer.
+
+    Layer ``l``: k-means (10 starts) on the standardised input (``x``, then the pooled
+    scores), every cluster given at least 2 members (as deepgmm does); per cluster a
+    maximum-likelihood factor analysis (scikit-learn) gives ``eta`` (the cluster mean),
+    ``Lambda`` and ``psi``; ``pi`` are the cluster proportions; the clusters' Bartlett scores
+    ``(Lambda^T Psi^-1 Lambda)^-1 Lambda^T Psi^-1 (y - eta)``, pooled, are the next layer's
+    input (deepgmm's ``factanal(..., scores = "Bartlett")``).
+
+    Parameters
+    ----------
+    X : (N, J) array
+    n_components : ``(G_1, ..., G_L)``
+    n_factors : ``(R_1, ..., R_L)``
+    rng : numpy Generator (seeds k-means)
+
+    Returns
+    -------
+    DGMMParams
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import FactorAnalysis
+    from sklearn.exceptions import ConvergenceWarning
+
+    Y = np.asarray(X, dtype=np.float64)
+    N = Y.shape[0]
+    pi, eta, Lambda, psi = [], [], [], []
+    for G, R in zip(n_components, n_factors, strict=True):
+        D = Y.shape[1]
+        if G > 1:
+            sd = Y.std(axis=0)
+            Z = (Y - Y.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+            seed = int(rng.integers(2**31 - 1))
+            labels = KMeans(G, n_init=10, random_state=seed).fit_predict(Z)
+        else:
+            labels = np.zeros(N, dtype=np.intp)
+        for g in range(G):
+            if np.count_nonzero(labels == g) < 2:
+                labels[rng.choice(N, size=2, replace=False)] = g
+        layer_eta, layer_lam, layer_psi = np.empty((G, D)), np.empty((G, D, R)), np.empty((G, D))
+        scores = np.empty((N, R))
+        for g in range(G):
+            rows = labels == g
+            with warnings.catch_warnings():
+                # A rough fit is enough for a start; the EM iterations refine it.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                fa = FactorAnalysis(R, svd_method="lapack", max_iter=1000).fit(Y[rows])
+            mean, lam = fa.mean_, fa.components_.T
+            noise = np.maximum(fa.noise_variance_, 1e-12 * max(float(Y[rows].var()), 1e-300))
+            layer_eta[g], layer_lam[g], layer_psi[g] = mean, lam, noise
+            scores[rows] = bartlett_scores(Y[rows], mean, lam, noise)
+        pi.append(np.bincount(labels, minlength=G) / N)
+        eta.append(layer_eta)
+        Lambda.append(layer_lam)
+        psi.append(layer_psi)
+        Y = scores
+    return DGMMParams(pi=pi, eta=eta, Lambda=Lambda, psi=psi)
+
+
+def bartlett_scores(Y: Array, mean: Array, Lambda: Array, psi: Array) -> Array:
+    """Bartlett factor scores ``(Lambda^T Psi^-1 Lambda)^-1 Lambda^T Psi^-1 (y - mean)``.
+
+    Parameters
+    ----------
+    Y : (N, D) array
+    mean : (D,) array
+    Lambda : (D, R) array
+    psi : (D,) array of noise variances
+
+    Returns
+    -------
+    (N, R) array
+    """
+    inv_sd = 1.0 / np.sqrt(psi)
+    Lt = Lambda * inv_sd[:, None]
+    # Least squares in whitened coordinates: the same solution, better conditioned.
+    sol, *_ = np.linalg.lstsq(Lt, ((Y - mean) * inv_sd).T, rcond=None)
+    return np.asarray(sol.T)
