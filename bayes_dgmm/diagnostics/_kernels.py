@@ -102,7 +102,9 @@ def stephens_permutations(
     log_p = np.log(np.maximum(probabilities, PROBA_FLOOR))
     Q = pivot_probabilities
     perms = np.full(probabilities.shape[::2], -1, dtype=np.intp)
-    for n_iter in range(1, max_iter + 1):
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
         cost = -np.einsum("ik,tij->tkj", Q, log_p)
         new = np.stack([_assign(c) for c in cost])
         if np.array_equal(new, perms):

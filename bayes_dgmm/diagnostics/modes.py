@@ -120,7 +120,7 @@ def mode_census(
         key=lambda c: (-np.max(np.where(clusters == c, sc, -np.inf)), -np.sum(clusters == c)),
     )
     remap = {c: i for i, c in enumerate(order)}
-    mode_of_run = np.array([remap[c] for c in clusters], dtype=np.intp)
+    mode_of_run = np.array([remap[int(c)] for c in clusters], dtype=np.intp)
     table = path_table(n_components)
     n_paths = table.shape[0]
     modes = []

@@ -128,6 +128,7 @@ def relabel_draws(
             scale = np.where(scale > 0, scale, 1.0)
             perms.append(hungarian_permutations(feats / scale, feats[pivot] / scale))
         else:
+            assert X is not None
             proba = np.stack([d.predict_proba(X, layer=layer) for d in draws])
             if method == "ecr":
                 alloc = proba.argmax(axis=2)

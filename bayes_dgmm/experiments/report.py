@@ -1,0 +1,98 @@
+"""Tables, figures and a Markdown report for the experiments."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from bayes_dgmm._io import atomic_write, atomic_write_text
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured Markdown table of dict rows (floats to 3 decimals)."""
+    if not rows:
+        return "(no rows)\n"
+    cols = list(columns or rows[0].keys())
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if math.isnan(v) else f"{v:.3f}" if abs(v) < 1e5 else f"{v:.1f}"
+        if isinstance(v, list):
+            return " ".join(str(x) for x in v)
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write dict rows as CSV atomically (lists joined by spaces)."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(
+            {k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()}
+        )
+    return atomic_write_text(path, buf.getvalue())
+
+
+def write_json(path: Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable))
+
+
+def _jsonable(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def save_figure(path: Path, fig: Figure) -> Path:
+    """Save a figure as PNG atomically."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
+class Report:
+    """Accumulates Markdown sections, tables and figure links; written as ``report.md``."""
+
+    def __init__(self, title: str) -> None:
+        self.parts = [f"# {title}\n"]
+
+    def section(self, title: str, text: str = "") -> None:
+        self.parts.append(f"\n## {title}\n")
+        if text:
+            self.parts.append(text.rstrip() + "\n")
+
+    def table(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        columns: Sequence[str] | None = None,
+        caption: str = "",
+    ) -> None:
+        if caption:
+            self.parts.append(f"\n{caption}\n")
+        self.parts.append("\n" + markdown_table(rows, columns))
+
+    def figure(self, filename: str, caption: str) -> None:
+        self.parts.append(f"\n![{caption}]({filename})\n\n*{caption}*\n")
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def write(self, folder: Path) -> Path:
+        return atomic_write_text(Path(folder) / "report.md", self.text())

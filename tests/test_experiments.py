@@ -1,0 +1,136 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bayes_dgmm.datasets import make_dgmm_data
+from bayes_dgmm.experiments._store import RunStore, run_all
+from bayes_dgmm.experiments.reproduce import reproduce
+from bayes_dgmm.experiments.study import ExperimentSettings, run_seed
+
+
+def _square(x):
+    return {"value": x * x}
+
+
+def test_run_store_resumes_and_skips(tmp_path):
+    store = RunStore(tmp_path)
+    calls = []
+
+    def progress(done, total):
+        calls.append((done, total))
+
+    res = run_all(store, [(f"k{i}", {"x": i}) for i in range(3)], _square, progress=progress)
+    assert [res[f"k{i}"]["value"] for i in range(3)] == [0, 1, 4]
+    store.save("k3", {"value": -1})  # a run finished earlier is never recomputed
+    res = run_all(store, [(f"k{i}", {"x": i}) for i in range(4)], _square)
+    assert res["k3"]["value"] == -1
+    with pytest.raises(ValueError, match="may only hold"):
+        store.path("a/b")
+    (tmp_path / "runs" / "bad.json").write_text('{"value": ')
+    with pytest.raises(ValueError, match="delete it and rerun"):
+        store.load("bad")
+
+
+def test_run_seed_is_deterministic():
+    assert run_seed(0, 33, 1, 5) == run_seed(0, 33, 1, 5)
+    assert run_seed(0, 33, 1, 5) != run_seed(0, 33, 1, 6)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_dgmm_data(240, 5, (2, 2), (2, 1), random_state=3, separation=5.0)
+
+
+def test_reproduce_tiny_writes_everything_and_resumes(tiny, tmp_path):
+    settings = ExperimentSettings(n_runs=2, n_mutual=3, max_iter=4, g1_grid=(2, 3), seed=1)
+    out = tmp_path / "out"
+    res = reproduce(tiny.X, (2, 2), (2, 1), out, settings, labels=tiny.labels)
+    for name in (
+        "report.md",
+        "table1.csv",
+        "table2.csv",
+        "table3.csv",
+        "fig2_first_layer_ari.png",
+        "fig3_global_ari.png",
+        "fig4_bic_by_iteration.png",
+        "fig5_mutual_ari_exact.png",
+        "fig5_mutual_ari_stochastic.png",
+    ):
+        assert (out / name).is_file(), name
+    runs = sorted((out / "runs").glob("*.json"))
+    # sec 3.2: 2 runs x (2 algorithms x 2 G + 2 GMM); sec 3.3: 3 starts x 2 algorithms + 2 GMM
+    assert len(runs) == 2 * (2 * 2 + 2) + 3 * 2 + 2
+    assert [r["method"] for r in res["table1"]][:3] == [
+        "stochastic (ours)",
+        "exact (ours)",
+        "GMM VVV (ours)",
+    ]
+    stamps = {p.name: p.stat().st_mtime_ns for p in runs}
+    again = reproduce(tiny.X, (2, 2), (2, 1), out, settings, labels=tiny.labels)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamps
+    assert json.dumps(again["table3"]) == json.dumps(res["table3"])
+    # every stored ARI is a real number in [-1, 1] computed against the truth
+    for row in res["table3"]:
+        assert -1 <= row["ari_path"] <= 1
+
+
+def _cli(args, **kw):
+    cmd = [sys.executable, "-m", "bayes_dgmm.cli", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+
+
+def test_reproduce_survives_sigkill(tiny, tmp_path):
+    np.savetxt(tmp_path / "X.csv", tiny.X, delimiter=",")
+    np.savetxt(tmp_path / "labels.csv", tiny.labels, delimiter=",", fmt="%d")
+    spec = tmp_path / "tiny.toml"
+    spec.write_text("[architecture]\nn_components = [2, 2]\nn_factors = [2, 1]\n")
+    common = [
+        "reproduce",
+        "--data",
+        str(tmp_path / "X.csv"),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--spec",
+        str(spec),
+        "--runs",
+        "2",
+        "--mutual-runs",
+        "4",
+        "--max-iter",
+        "4",
+        "--sections",
+        "3.3",
+        "--n-jobs",
+        "1",
+        "--quiet",
+    ]
+    killed = tmp_path / "killed"
+    for _ in range(3):
+        proc = _cli([*common, "--out", str(killed)])
+        deadline = time.time() + 60
+        runs_dir = killed / "runs"
+        before = len(list(runs_dir.glob("*.json"))) if runs_dir.is_dir() else 0
+        while time.time() < deadline and proc.poll() is None:
+            if runs_dir.is_dir() and len(list(runs_dir.glob("*.json"))) > before:
+                break
+            time.sleep(0.05)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for p in runs_dir.glob("*.json"):
+            json.loads(p.read_text())  # no truncated result is ever left behind
+    done_before = {p.name: p.stat().st_mtime_ns for p in (killed / "runs").glob("*.json")}
+    assert _cli([*common, "--out", str(killed)]).wait() == 0
+    for name, stamp in done_before.items():
+        assert (killed / "runs" / name).stat().st_mtime_ns == stamp  # not recomputed
+    clean = tmp_path / "clean"
+    assert _cli([*common, "--out", str(clean)]).wait() == 0
+    a = (killed / "table3.csv").read_text()
+    b = (clean / "table3.csv").read_text()
+    assert a == b
