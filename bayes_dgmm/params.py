@@ -381,6 +381,42 @@ class DGMMParams:
             psi=[a.copy() for a in self.psi],
         )
 
+    @classmethod
+    def from_named(cls, values: Any) -> DGMMParams:
+        """Parameters from per-layer names ``pi_l``, ``eta_l``, ``Lambda_l``, ``psi_l`` (l from 1).
+
+        ``values`` is any mapping of arrays with those keys: a PyMC point, one posterior draw
+        (an ``xarray.Dataset`` at one chain and draw). Weights are renormalised so they sum to
+        one exactly (simplex transforms leave round-off).
+        """
+        n = 0
+        while f"pi_{n + 1}" in values:
+            n += 1
+        if n == 0:
+            raise ValueError(
+                f"values has no 'pi_1' (keys {sorted(map(str, values))[:8]}); pass a point or "
+                "posterior draw with variables pi_l, eta_l, Lambda_l, psi_l."
+            )
+
+        def get(name: str, l: int) -> Array:
+            return np.asarray(values[f"{name}_{l}"], dtype=np.float64)
+
+        layers = range(1, n + 1)
+        return cls(
+            pi=[get("pi", l) / get("pi", l).sum() for l in layers],
+            eta=[get("eta", l) for l in layers],
+            Lambda=[get("Lambda", l) for l in layers],
+            psi=[get("psi", l) for l in layers],
+        )
+
+    def to_named(self) -> dict[str, Array]:
+        """The inverse of :meth:`from_named`: ``{"pi_1": ..., "eta_1": ..., ...}``."""
+        return {
+            f"{name}_{l}": arr.copy()
+            for name in ("pi", "eta", "Lambda", "psi")
+            for l, arr in enumerate(getattr(self, name), start=1)
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python representation (lists of floats), exact through JSON."""
         return {

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_dgmm import DGMMParams, simulate
+from bayes_dgmm.diagnostics.posterior import (
+    RHAT_OK,
+    describe_fit,
+    posterior_draws,
+    relabel_posterior,
+)
+from bayes_dgmm.diagnostics.relabel import permute_layers
+
+N_DRAWS = 250
+
+
+@pytest.fixture(scope="module")
+def truth():
+    params = DGMMParams.random(6, (3, 2), (3, 1), random_state=5, separation=5.0)
+    sim = simulate(params, 300, random_state=2)
+    return params, sim
+
+
+def _jitter(params, rng, scale=0.01):
+    return DGMMParams(
+        pi=params.pi,
+        eta=[e + rng.normal(0, scale, e.shape) for e in params.eta],
+        Lambda=[lam + rng.normal(0, scale, lam.shape) for lam in params.Lambda],
+        psi=[s * np.exp(rng.normal(0, scale, s.shape)) for s in params.psi],
+    )
+
+
+def _tree(chains):
+    """DataTree with a posterior group from chains of DGMMParams draws."""
+    named = [[d.to_named() for d in chain] for chain in chains]
+    data = {}
+    for name in named[0][0]:
+        arr = np.array([[d[name] for d in chain] for chain in named])
+        layer = name.split("_")[1]
+        base = name.split("_")[0]
+        dims = {
+            "pi": [f"component_{layer}"],
+            "eta": [f"component_{layer}", f"in_{layer}"],
+            "psi": [f"component_{layer}", f"in_{layer}"],
+            "Lambda": [f"component_{layer}", f"in_{layer}", f"out_{layer}"],
+        }[base]
+        data[name] = (("chain", "draw", *dims), arr)
+    return xr.DataTree.from_dict({"posterior": xr.Dataset(data)})
+
+
+def _chains(params, perms_per_chain, rng, switch_chain=None):
+    chains, injected = [], []
+    for c, perms in enumerate(perms_per_chain):
+        chain, inj = [], []
+        for d in range(N_DRAWS):
+            p = perms
+            if c == switch_chain and d >= 3 * N_DRAWS // 4:  # a switch inside the chain
+                p = [perms[0], perms[1][::-1]]
+            chain.append(permute_layers(_jitter(params, rng), p))
+            inj.append(p)
+        chains.append(chain)
+        injected.append(inj)
+    return chains, injected
+
+
+def test_pure_relabelling_between_chains(truth):
+    params, sim = truth
+    rng = np.random.default_rng(0)
+    ident = [np.arange(3), np.arange(2)]
+    perms_per_chain = [
+        ident,
+        [np.arange(3), np.array([1, 0])],
+        [np.array([2, 0, 1]), np.arange(2)],
+        [np.array([1, 2, 0]), np.array([1, 0])],
+    ]
+    chains, injected = _chains(params, perms_per_chain, rng, switch_chain=1)
+    tree = _tree(chains)
+    before = tree["posterior"].to_dataset().copy(deep=True)
+    rel = relabel_posterior(tree, pivot=0)
+    xr.testing.assert_identical(tree["posterior"].to_dataset(), before)  # input untouched
+    for layer in (1, 2):
+        got = rel.permutations[layer]
+        for c in range(4):
+            for d in range(N_DRAWS):
+                np.testing.assert_array_equal(got[c, d], np.argsort(injected[c][d][layer - 1]))
+    report = {r["layer"]: r for r in rel.report}
+    assert report[2]["switches_per_chain"] == [0, 1, 0, 0]
+    assert report[1]["chains_relabelled"] == [2, 3]
+    assert report[2]["chains_relabelled"] == [1, 3]
+    for r in rel.report:
+        assert r["rhat_raw"] > 1.5  # raw r_hat far above 1.01
+        assert r["rhat_relabelled"] < RHAT_OK
+    # relabelled draws all sit at the truth again
+    draws, _ = posterior_draws(rel.posterior)
+    np.testing.assert_allclose(draws[-1].eta[0], params.eta[0], atol=0.1)
+    text = describe_fit(tree, sim.X, reference_labels=sim.labels)
+    assert text.startswith("label switching only")
+    assert "chains 0, 1, 2 and 3 are the same mode up to a relabelling of layers 1 and 2" in text
+    assert "ARI against the reference" in text
+
+
+def test_different_modes_are_reported_multimodal(truth):
+    params, sim = truth
+    rng = np.random.default_rng(1)
+    ident = [np.arange(3), np.arange(2)]
+    chains, _ = _chains(params, [ident, ident, ident], rng)
+    other = DGMMParams.random(6, (3, 2), (3, 1), random_state=99, separation=5.0)
+    chains.append([_jitter(other, rng) for _ in range(N_DRAWS)])
+    text = describe_fit(_tree(chains), sim.X)
+    assert text.startswith("multimodal")
+    assert "chain 3 is a different mode (ARI" in text
+    assert "chains 0, 1 and 2 are the same mode with the same labels" in text
