@@ -88,3 +88,37 @@ def plot_path_occupancy(
     axes[0].set_title(title)
     axes[-1].set_xlabel("path (layer 1 fastest)")
     return fig
+
+
+def plot_relabelling(relabelling: Any, layer: int, feature: int = 0) -> Figure:
+    """Traces of ``E[x_feature | g_layer = k]`` per chain, raw next to relabelled.
+
+    Raw traces jump between the component levels when labels switch; relabelled traces of a
+    single mode stay flat. ``relabelling`` is a
+    :class:`~bayes_dgmm.diagnostics.posterior.PosteriorRelabelling`.
+    """
+    name = f"mean_x_{layer}"
+    fig = Figure(figsize=(11, 3.5), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, ds, title in (
+        (axes[0], relabelling.identified_raw, "raw"),
+        (axes[1], relabelling.identified_relabelled, "relabelled"),
+    ):
+        da = ds[name].isel(feature=feature)
+        comp_dim = f"component_{layer}"
+        for c in range(da.sizes["chain"]):
+            for k in range(da.sizes[comp_dim]):
+                ax.plot(
+                    da.isel(chain=c, **{comp_dim: k}).values,
+                    lw=0.6,
+                    color=f"C{k}",
+                    alpha=0.8,
+                    ls=("-", "--", ":", "-.")[c % 4],
+                )
+        ax.set_title(
+            f"{title}: E[x_{feature} | layer {layer} component] (colour = component, "
+            "line style = chain)",
+            fontsize=9,
+        )
+        ax.set_xlabel("draw")
+    return fig

@@ -110,3 +110,33 @@ def test_different_modes_are_reported_multimodal(truth):
     assert text.startswith("multimodal")
     assert "chain 3 is a different mode (ARI" in text
     assert "chains 0, 1 and 2 are the same mode with the same labels" in text
+
+
+def test_relabelling_plot_and_fit_census(truth):
+    from bayes_dgmm.diagnostics import census_of_fits
+    from bayes_dgmm.plots import plot_relabelling
+
+    params, sim = truth
+    rng = np.random.default_rng(3)
+    chains, _ = _chains(
+        params, [[np.arange(3), np.arange(2)], [np.array([1, 2, 0]), np.arange(2)]], rng
+    )
+    rel = relabel_posterior(_tree([c[:30] for c in chains]))
+    fig = plot_relabelling(rel, layer=1)
+    raw_ax, rel_ax = fig.axes
+    assert len(raw_ax.lines) == len(rel_ax.lines) == 2 * 3
+    # relabelled: the traces of component k in both chains sit at the same level
+    levels = [ln.get_ydata().mean() for ln in rel_ax.lines]
+    np.testing.assert_allclose(levels[:3], levels[3:], atol=0.1)
+    other = DGMMParams.random(6, (3, 2), (3, 1), random_state=99, separation=5.0)
+    census = census_of_fits(
+        [params, permute_layers(params, [np.array([2, 1, 0]), np.arange(2)]), other],
+        sim.X,
+        reference_labels=sim.labels,
+    )
+    assert census.n_modes == 2
+    assert census.mode_of_run[0] == census.mode_of_run[1] != census.mode_of_run[2]
+    from sklearn.metrics import adjusted_rand_score
+
+    mode = census.modes[int(census.mode_of_run[0])]
+    assert mode["ari_path"] == pytest.approx(adjusted_rand_score(sim.paths, params.predict(sim.X)))

@@ -2,10 +2,29 @@
 
 - :mod:`~bayes_dgmm.diagnostics.relabel`: per-layer relabelling (Hungarian on identified
   features, ECR, Stephens' KL algorithm);
-- :mod:`~bayes_dgmm.diagnostics.modes`: census of modes by partition agreement.
+- :mod:`~bayes_dgmm.diagnostics.modes`: census of modes by partition agreement (chains, VI
+  runs, EM restarts);
+- :mod:`~bayes_dgmm.diagnostics.posterior`: the same on a posterior ``DataTree``, r_hat of
+  identified quantities before and after relabelling, and :func:`describe_fit`, a verdict in
+  plain words.
 """
 
-from bayes_dgmm.diagnostics.modes import SAME_MODE_ARI, ModeCensus, mode_census, mutual_ari
+from bayes_dgmm.diagnostics.modes import (
+    SAME_MODE_ARI,
+    ModeCensus,
+    census_of_fits,
+    mode_census,
+    mutual_ari,
+)
+from bayes_dgmm.diagnostics.posterior import (
+    RHAT_OK,
+    PosteriorRelabelling,
+    chain_census,
+    describe_fit,
+    identified_quantities,
+    posterior_draws,
+    relabel_posterior,
+)
 from bayes_dgmm.diagnostics.relabel import (
     RELABEL_METHODS,
     Relabelling,
@@ -17,13 +36,21 @@ from bayes_dgmm.diagnostics.relabel import (
 
 __all__ = [
     "RELABEL_METHODS",
+    "RHAT_OK",
     "SAME_MODE_ARI",
     "ModeCensus",
+    "PosteriorRelabelling",
     "Relabelling",
+    "census_of_fits",
+    "chain_census",
+    "describe_fit",
+    "identified_quantities",
     "layer_features",
     "mode_census",
     "mutual_ari",
     "path_permutation",
     "permute_layers",
+    "posterior_draws",
     "relabel_draws",
+    "relabel_posterior",
 ]

@@ -146,3 +146,32 @@ def mode_census(
             row.update({f"ari_{k}": v for k, v in aris.items()})
         modes.append(row)
     return ModeCensus(mode_of_run=mode_of_run, mutual_ari=ari, modes=modes, threshold=threshold)
+
+
+def census_of_fits(
+    fits: Sequence[Any],
+    X: ArrayLike,
+    *,
+    scores: ArrayLike | None = None,
+    reference_labels: ArrayLike | None = None,
+    threshold: float = SAME_MODE_ARI,
+) -> ModeCensus:
+    """Census of the modes reached by a collection of fits (EM restarts, VI runs, MAPs).
+
+    Parameters
+    ----------
+    fits : DGMMParams or fitted estimators (anything with ``params_``) of one architecture
+    X : (N, J) array, the data whose partitions are compared
+    scores : (R,) array, optional; default the log-likelihood of each fit on X
+    """
+    params = [getattr(f, "params_", f) for f in fits]
+    parts = np.stack([p.predict(X) for p in params])
+    if scores is None:
+        scores = [p.score(X) for p in params]
+    return mode_census(
+        parts,
+        params[0].n_components,
+        scores=scores,
+        reference_labels=reference_labels,
+        threshold=threshold,
+    )
