@@ -51,24 +51,34 @@ def check_data(
     min_samples : int
         Smallest acceptable number of rows.
     """
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        raise TypeError(f"{name} is a sparse matrix; dense data are needed: pass {name}.toarray().")
+    if np.iscomplexobj(X):
+        raise ValueError(f"Complex data not supported: {name} has a complex dtype; pass reals.")
     try:
         arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"{name} could not be read as numbers (dtype {np.asarray(X).dtype}); pass a numeric "
-            "array with one row per observation."
+            f"{name} could not be read as numbers ({exc}); pass a numeric array with one row "
+            "per observation."
         ) from None
     if arr.ndim != 2:
         raise ValueError(
             f"{name} has shape {arr.shape}; expected a 2-D array (n_samples, n_features). "
-            "Reshape a single feature with X.reshape(-1, 1) or a single row with X.reshape(1, -1)."
+            "Reshape your data with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) "
+            "for a single row."
         )
     if arr.shape[0] < max(min_samples, 1):
         raise ValueError(
             f"{name} has {arr.shape[0]} rows; at least {max(min_samples, 1)} are needed."
         )
     if arr.shape[1] < 1:
-        raise ValueError(f"{name} has shape {arr.shape}: no features.")
+        raise ValueError(
+            f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required; "
+            "pass data with at least one column."
+        )
     if not np.all(np.isfinite(arr)):
         rows, cols = np.nonzero(~np.isfinite(arr))
         raise ValueError(

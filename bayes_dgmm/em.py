@@ -347,36 +347,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ checks
     def _check_input(self, X: Any, n_features: int | None = None) -> Array:
-        import scipy.sparse
-
-        if scipy.sparse.issparse(X):
-            raise TypeError(
-                "X is a sparse matrix; DeepGaussianMixture needs dense data: pass X.toarray()."
-            )
-        if np.iscomplexobj(X):
-            raise ValueError(
-                "Complex data not supported: X has a complex dtype; pass real numbers."
-            )
-        # scikit-learn's checks look for some of its own phrases; say them, then check_data.
-        try:
-            arr = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"X could not be read as numbers ({exc}); pass a numeric array with one row "
-                "per observation."
-            ) from None
-        if arr.ndim != 2:
-            raise ValueError(
-                f"X has shape {arr.shape}; expected a 2-D array (n_samples, n_features). "
-                "Reshape your data with X.reshape(-1, 1) for a single feature or "
-                "X.reshape(1, -1) for a single row."
-            )
-        if arr.shape[1] == 0:
-            raise ValueError(
-                f"X has 0 feature(s) (shape={arr.shape}) while a minimum of 2 is required; "
-                "pass data with at least 2 columns."
-            )
-        arr = check_data(arr)
+        arr = check_data(X)
         if n_features is not None and arr.shape[1] != n_features:
             raise ValueError(
                 f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting "
