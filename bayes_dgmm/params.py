@@ -386,8 +386,8 @@ class DGMMParams:
         """Parameters from per-layer names ``pi_l``, ``eta_l``, ``Lambda_l``, ``psi_l`` (l from 1).
 
         ``values`` is any mapping of arrays with those keys: a PyMC point, one posterior draw
-        (an ``xarray.Dataset`` at one chain and draw). Weights are renormalised so they sum to
-        one exactly (simplex transforms leave round-off).
+        (an ``xarray.Dataset`` at one chain and draw). Values are taken as they are, so
+        ``from_named(p.to_named()) == p`` exactly.
         """
         n = 0
         while f"pi_{n + 1}" in values:
@@ -403,7 +403,7 @@ class DGMMParams:
 
         layers = range(1, n + 1)
         return cls(
-            pi=[get("pi", l) / get("pi", l).sum() for l in layers],
+            pi=[get("pi", l) for l in layers],
             eta=[get("eta", l) for l in layers],
             Lambda=[get("Lambda", l) for l in layers],
             psi=[get("psi", l) for l in layers],
