@@ -56,7 +56,9 @@ Array = NDArray[np.float64]
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("exact", "stochastic")
-INITS = tuple(INITIALISERS)
+#: "aligned" (the default) is :func:`bayes_dgmm._recover.aligned_init`; the others are
+#: the layer-wise partitions of :mod:`bayes_dgmm._init` (the study's random-start baseline).
+INITS = ("aligned", *INITIALISERS)
 STOPPING = ("auto", "tol", "fixed", "deepgmm")
 
 #: scikit-learn estimator checks that cannot pass, mapped to the reason (the test suite passes
@@ -217,6 +219,10 @@ def _run_restart(X: Array, seed: np.random.SeedSequence, s: _Settings, restart: 
         rng = np.random.default_rng(seed)
         if isinstance(s.init, DGMMParams):
             params = s.init.copy()
+        elif s.init == "aligned":
+            from bayes_dgmm._recover import aligned_init
+
+            params = aligned_init(X, s.n_components, s.n_factors, rng)
         else:
             params = INITIALISERS[s.init](X, s.n_components, s.n_factors, rng)
         if s.algorithm == "exact":
@@ -264,9 +270,13 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     algorithm : {"exact", "stochastic"}, default "exact"
         ``"exact"``: EM on the marginal likelihood (module docstring). ``"stochastic"``: the
         layer-wise stochastic EM of the R package deepgmm.
-    init : {"kmeans", "random"} or DGMMParams, default "kmeans"
-        ``"kmeans"``: k-means on ``x``, a factor analyser per cluster, then the same on the
-        pooled layer-1 scores for layer 2, and so on; ``"random"``: uniform random partitions
+    init : {"aligned", "kmeans", "random"} or DGMMParams, default "aligned"
+        ``"aligned"``: layer-wise mixtures of factor analysers whose components' latent
+        frames are registered onto each other before the next layer is fitted, then refined
+        by L-BFGS (:mod:`bayes_dgmm._recover`, ``docs/recover.md``); it recovers the study
+        data's partition, which EM from the other starts does not. ``"kmeans"``: k-means on
+        ``x``, a factor analyser per cluster, then the same on the pooled layer-1 scores for
+        layer 2, and so on; ``"random"``: uniform random partitions
         instead of k-means; a :class:`DGMMParams`: these starting values (every restart then
         starts from them).
     n_init : int, default 1
@@ -320,7 +330,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         *,
         n_factors: int | Sequence[int] = (1,),
         algorithm: str = "exact",
-        init: str | DGMMParams = "kmeans",
+        init: str | DGMMParams = "aligned",
         n_init: int = 1,
         max_iter: int = 200,
         tol: float = 1e-3,

@@ -1,0 +1,196 @@
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import check_grad
+
+from bayes_dgmm import DeepGaussianMixture, DGMMParams
+from bayes_dgmm import _recover as rc
+from bayes_dgmm.metrics import layer_aris, n_occupied
+
+
+def _labels(params, X):
+    return np.stack([params.predict(X, layer=l) for l in range(1, params.n_layers + 1)], axis=1)
+
+
+def test_procrustes_recovers_a_known_rotation(rng):
+    Q = rc.random_rotation(5, rng)
+    source = rng.normal(size=(9, 5))
+    np.testing.assert_allclose(rc.procrustes(source, source @ Q.T), Q, atol=1e-10)
+
+
+def test_whitening_gives_zero_mean_identity_covariance(rng):
+    Z = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 3)) + 5.0
+    A, c = rc.whitening(Z)
+    W = Z @ A.T + c
+    np.testing.assert_allclose(W.mean(axis=0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(np.cov(W, rowvar=False), np.eye(3), atol=1e-8)
+
+
+def test_subspace_scores_invert_the_loadings(rng):
+    Lambda = rng.normal(size=(6, 2))
+    z = rng.normal(size=(10, 2))
+    Y = 1.0 + z @ Lambda.T
+    np.testing.assert_allclose(
+        rc.subspace_scores(Y, np.ones(6), Lambda, np.full(6, 0.1)), z, atol=1e-10
+    )
+
+
+def test_common_frame_change_leaves_the_likelihood_unchanged(rng):
+    """One affine change of z^(1) for every layer-1 component, absorbed by layer 2, is a
+    reparametrisation; a different change per component is not."""
+    truth = DGMMParams.random(6, (2, 2), (3, 1), rng)
+    X, _ = truth.sample(300, random_state=1)
+    layer = DGMMParams(
+        pi=truth.pi[:1], eta=truth.eta[:1], Lambda=truth.Lambda[:1], psi=truth.psi[:1]
+    )
+    d, c = np.array([2.0, -0.5, 1.5]), rng.normal(size=3)  # a diagonal A keeps psi diagonal
+    deep = DGMMParams(
+        pi=truth.pi[1:],
+        eta=[truth.eta[1] * d + c],
+        Lambda=[truth.Lambda[1] * d[None, :, None]],
+        psi=[truth.psi[1] * d**2],
+    )
+    same = rc.compose_frames(layer, [(np.diag(d), c)] * 2, deep)
+    assert same.score(X) == pytest.approx(truth.score(X), rel=1e-10)
+    other = rc.compose_frames(layer, [(np.diag(d), c), (np.eye(3), np.zeros(3))], deep)
+    assert abs(other.score(X) - truth.score(X)) > 1.0
+
+
+def _moments(rng, K=3, R=4):
+    mean = rng.normal(scale=4.0, size=(K, R))
+    cov = np.stack(
+        [np.cov(rng.normal(size=(R, 3 * R)) * rng.uniform(0.5, 3, size=(R, 1))) for _ in range(K)]
+    )
+    return rc.ClusterMoments(n=rng.uniform(100, 300, size=K), mean=mean, cov=cov)
+
+
+def test_registration_gradient_matches_finite_differences(rng):
+    ref, mov = _moments(rng), _moments(rng)
+    prec = np.linalg.inv(ref.cov)
+    theta = np.concatenate(
+        [(np.eye(4) + 0.1 * rng.normal(size=(4, 4))).ravel(), rng.normal(size=4)]
+    )
+
+    def f(t):
+        return rc.registration_objective(t, ref.mean, prec, 0.0, mov)[0]
+
+    def g(t):
+        return rc.registration_objective(t, ref.mean, prec, 0.0, mov)[1]
+
+    assert check_grad(f, g, theta) < 1e-5 * np.linalg.norm(g(theta))
+
+
+def test_frame_objective_gradient_matches_finite_differences(rng):
+    deep = DGMMParams.random(3, (2,), (1,), rng)
+    gmm = deep.global_gmm()
+    S = rng.normal(size=(50, 3))
+    theta = np.concatenate(
+        [(np.eye(3) + 0.1 * rng.normal(size=(3, 3))).ravel(), rng.normal(size=3)]
+    )
+    args = (S, gmm.means, gmm.covariances, np.log(gmm.weights))
+
+    def f(t):
+        return rc.frame_objective(t, *args)[0]
+
+    def g(t):
+        return rc.frame_objective(t, *args)[1]
+
+    assert check_grad(f, g, theta) < 1e-5 * np.linalg.norm(g(theta))
+
+
+def test_register_and_match_recover_a_known_affine_map_and_correspondence(rng):
+    ref = _moments(rng)
+    Q = rc.random_rotation(4, rng) * rng.uniform(0.8, 1.2, size=4)
+    c = rng.normal(size=4)
+    # moving frame: z_mov = Q^{-1} (z_ref - c), clusters listed in another order
+    A_true = np.linalg.inv(Q)
+    moved = rc.transform_moments(ref, A_true, -A_true @ c)
+    perm = [2, 0, 1]
+    mov = rc.ClusterMoments(n=moved.n[perm], mean=moved.mean[perm], cov=moved.cov[perm])
+    frames, values = rc.match_frames([ref, mov], rng)
+    A, c_hat = frames[1]
+    np.testing.assert_allclose(A, Q, atol=5e-3)
+    np.testing.assert_allclose(c_hat, c, atol=5e-3)
+    assert values[0] == 0.0
+
+
+def test_hungarian_order_matches_rotated_clusters(rng):
+    ref = _moments(rng, K=5)
+    Q = rc.random_rotation(4, rng)
+    perm = rng.permutation(5)
+    moved = rc.transform_moments(ref, Q, np.zeros(4))
+    mov = rc.ClusterMoments(n=moved.n[perm], mean=moved.mean[perm], cov=moved.cov[perm])
+    order = rc.hungarian_order(ref, mov)
+    np.testing.assert_array_equal(perm[order], np.arange(5))
+
+
+@pytest.mark.parametrize(
+    ("comps", "bound"),
+    [
+        ((3, 3, 2), 2 * 6 + 2 * 2),
+        ((4, 2), 3 * 2),
+        ((2, 3, 3), 1 * 6 + 2 * 6),
+        ((2, 2, 2, 2, 2), 8),
+        ((6, 5, 5, 4), 5 * 11 + 4 * 11 + 4 * 24),
+    ],
+)
+def test_number_of_registrations_grows_linearly(comps, bound):
+    assert rc.n_registrations(comps) == bound
+    assert rc.n_registrations(comps) <= rc.MAX_PERMUTATIONS * sum(comps)
+
+
+def test_candidate_permutations_are_capped():
+    assert len(rc.candidate_permutations(3)) == 6
+    assert len(rc.candidate_permutations(4)) == 24
+    assert len(rc.candidate_permutations(6)) == 1 + 15
+    assert len(set(rc.candidate_permutations(6))) == 16
+
+
+def test_subspace_groups_recover_flat_clusters(rng):
+    blocks = []
+    for _ in range(3):
+        basis = rng.normal(size=(8, 3))
+        z = rng.normal(size=(300, 3)) * 3.0
+        z[:150] += 6.0  # two clumps per subspace: a fine mixture splits them
+        blocks.append(
+            rng.normal(scale=5.0, size=8) + z @ basis.T + 1e-3 * rng.normal(size=(300, 8))
+        )
+    Y = np.concatenate(blocks)
+    truth = np.repeat(np.arange(3), 300)
+    labels = rc.subspace_group_labels(Y, 3, 3, 6, rng)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, labels) == 1.0
+
+
+def test_aligned_init_recovers_a_small_two_layer_model():
+    from bayes_dgmm.datasets import make_dgmm_data
+
+    data = make_dgmm_data(1200, 6, (2, 2), (3, 1), random_state=3, separation=4.0)
+    params = rc.aligned_init(data.X, (2, 2), (3, 1), np.random.default_rng(0))
+    assert params.n_components == (2, 2) and np.isfinite(params.score(data.X))
+    fitted, history = rc.run_exact_em(data.X, params, max_iter=100)
+    assert np.all(np.diff(history) > -1e-6 * abs(history[-1]))
+    aris = layer_aris(data.labels, _labels(fitted, data.X), (2, 2))
+    assert aris["layer_1"] > 0.95
+
+
+def test_aligned_init_survives_tiny_components(rng):
+    X = rng.normal(size=(25, 5))
+    params = rc.aligned_init(X, (3, 2), (2, 1), rng)
+    assert np.isfinite(params.score(X))
+
+
+def test_default_init_is_aligned():
+    assert DeepGaussianMixture().init == "aligned"
+
+
+@pytest.mark.slow
+def test_default_fit_recovers_the_study_partition(icbinb):
+    est = DeepGaussianMixture((3, 3, 2), n_factors=(11, 6, 2), random_state=0, n_jobs=2)
+    est.fit(icbinb.X)
+    aris = layer_aris(icbinb.labels, _labels(est.params_, icbinb.X), (3, 3, 2))
+    assert min(aris.values()) >= 0.99, aris
+    assert n_occupied(est.predict(icbinb.X), 18) == 18
+    assert math.isfinite(est.lower_bound_)
