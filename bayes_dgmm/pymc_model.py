@@ -1,0 +1,593 @@
+"""The DGMM as a PyMC model with labels and scores marginalised (issue 5).
+
+:func:`build_model` turns data and a :class:`~bayes_dgmm.spec.DGMMSpec` into a ``pm.Model``
+whose likelihood is the global GMM's marginal density (eqs. 3-6)::
+
+    log f(x_i) = logsumexp_p [ log pi_p + log N(x_i; mu_p, Sigma_p) ],
+    Sigma_p = diag(psi^(1)_{g1}) + W_p W_p^T,   W_p = Lambda^(1)_{g1} chol(S_p),
+
+where ``S_p`` is the covariance of ``z^(1)`` on the sub-path ``(g_2, ..., g_L)`` (recursion of
+eqs. 5-6) and paths ``p`` come from :func:`bayes_dgmm.params.path_table` (layer 1 fastest).
+Neither the labels nor the scores are sampled. The Gaussian density uses the Woodbury identity
+and the determinant lemma in the residual-plus-penalty form of
+:func:`bayes_dgmm._linalg.lowrank_logpdf` (layer-1 noise variances can be 1e-7 of var(x), where
+the textbook difference form cancels catastrophically), so its cost is linear in J.
+
+Variables (layer ``l = 1..L``; ``R_0 = J``; dims in brackets)
+---------------------------------------------------------------
+``pi_l`` [component_l]
+    Component weights, ``Dirichlet(pi_alpha * ones)`` (a constant ``[1.0]`` when G_l = 1).
+``eta_l`` [component_l, factor_{l-1}]  (``factor_0`` is called ``feature``)
+    Intercepts. Layer 1: ``Normal(mean(x_j), eta_1_scale * sd(x_j))``;
+    layers >= 2: ``Normal(0, eta_scale)``.
+``Lambda_l`` [component_l, factor_{l-1}, factor_l]
+    Loadings. Layer 1: ``Normal(0, Lambda_1_scale * sd(x_j))`` (row ``j``);
+    layers >= 2: ``Normal(0, Lambda_scale)``.
+``psi_l`` [component_l, factor_{l-1}]
+    Noise *variances*. Layer 1: ``LogNormal(log(psi_1_scale * var(x_j)), psi_log_sd)``;
+    layers >= 2: ``LogNormal(log(psi_scale), psi_log_sd)``. Sampled on the log scale.
+``x`` [obs, feature]
+    The observations (``pm.Data`` named ``X``), with a ``CustomDist`` likelihood whose
+    pointwise log density (one value per observation) is what ``pm.compute_log_likelihood``
+    stores, so ArviZ LOO/WAIC work.
+
+The scale of the latent scores above layer 1 is not identified by the likelihood
+(``z^(1) -> c z^(1)`` is absorbed by ``Lambda_1``); the unit-scale priors of layers >= 2 fix
+it softly. The defaults are weakly informative: every prior is wide on the data's scale.
+``psi_log_sd = 5`` lets ``psi_1`` range from about 1e-7 to 20 times var(x) (95%), which covers
+the study data (1e-8.3 .. 1e-5.3 of var(x)).
+
+Prior keys (the spec's ``[priors]`` table, then the ``priors`` argument, override
+:data:`PRIOR_DEFAULTS`): ``pi_alpha``, ``eta_1_scale``, ``eta_scale``, ``Lambda_1_scale``,
+``Lambda_scale``, ``psi_1_scale``, ``psi_scale``, ``psi_log_sd``. Unknown keys raise.
+
+Identifiability (``constraint``)
+--------------------------------
+``None``
+    No constraint: the posterior is symmetric under relabelling each layer (label switching
+    is visible in MCMC output).
+``"ordered"``
+    The first coordinate of ``eta_l`` increases with the component index in every layer with
+    G_l > 1 (an ordered transform on that column), which breaks each layer's label symmetry.
+``"lower_triangular"``
+    Every ``Lambda_l[g]`` is lower-triangular with a positive diagonal (free variables
+    ``Lambda_l_diag`` [component_l, factor_l], ``HalfNormal`` with the same scales, and
+    ``Lambda_l_lower`` [component_l, lower_l], ``Normal``); ``Lambda_l`` is then a
+    deterministic. In a DGMM this fixes the rotation of ``z^(L)`` only; below the top layer it
+    restricts the model (a rotation of ``z^(l)`` would make ``psi_(l+1)`` non-diagonal).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from numpy.typing import ArrayLike, NDArray
+from pymc.logprob.transforms import Transform
+from pytensor.gradient import disconnected_grad
+from pytensor.tensor.linalg import cholesky, solve_triangular
+
+from bayes_dgmm._validation import check_data
+from bayes_dgmm.params import DGMMParams, path_table
+from bayes_dgmm.spec import DGMMSpec
+
+Array = NDArray[np.float64]
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+PRIOR_DEFAULTS: dict[str, float] = {
+    "pi_alpha": 1.0,
+    "eta_1_scale": 1.0,
+    "eta_scale": 2.0,
+    "Lambda_1_scale": 1.0,
+    "Lambda_scale": 1.0,
+    "psi_1_scale": 1e-3,
+    "psi_scale": 0.1,
+    "psi_log_sd": 5.0,
+}
+
+#: Differentiate the quadratic form with the ridge coefficients held fixed (exact at their
+#: optimum); False differentiates through the solves (kept for tests and comparisons).
+ENVELOPE_GRADIENT = True
+
+CONSTRAINTS: tuple[str | None, ...] = (None, "ordered", "lower_triangular")
+
+
+# ---------------------------------------------------------------------------- options
+def compile_mode() -> str:
+    """PyTensor mode for the package's compiled functions and PyMC fits.
+
+    The C backend (``"CVM"``) unless the user configured a mode (``PYTENSOR_FLAGS=mode=...``
+    or ``pytensor.config.mode``). On the study model PyTensor's default (Numba) took about
+    200 s to compile the log density and gradient and ran 4x slower than the C backend,
+    whose compiled modules are also cached on disk across sessions (see
+    ``benchmarks/bench_pymc.py``).
+    """
+    import pytensor
+
+    mode = pytensor.config.mode
+    return "CVM" if mode in ("Mode", "FAST_RUN") else str(mode)
+
+
+def resolve_priors(
+    spec_priors: Mapping[str, Any] | None = None, priors: Mapping[str, Any] | None = None
+) -> dict[str, float]:
+    """Defaults, overridden by the spec's ``[priors]`` table, overridden by ``priors``.
+
+    Raises
+    ------
+    ValueError
+        On an unknown key or a non-positive value.
+    """
+    out = dict(PRIOR_DEFAULTS)
+    for source, table in (("spec [priors]", spec_priors), ("priors", priors)):
+        for key, value in (table or {}).items():
+            if key not in PRIOR_DEFAULTS:
+                raise ValueError(
+                    f"{source} has unknown key {key!r}; valid keys: {sorted(PRIOR_DEFAULTS)}."
+                )
+            try:
+                val = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{source}[{key!r}] = {value!r} is not a number; give a positive float."
+                ) from None
+            if not (math.isfinite(val) and val > 0):
+                raise ValueError(f"{source}[{key!r}] = {value!r}; it must be a positive number.")
+            out[key] = val
+    return out
+
+
+def check_constraint(constraint: str | None) -> str | None:
+    """Return ``constraint`` if it is one of :data:`CONSTRAINTS`, else raise ValueError."""
+    if constraint not in CONSTRAINTS:
+        raise ValueError(
+            f"constraint={constraint!r} is not supported; choose one of {list(CONSTRAINTS)}."
+        )
+    return constraint
+
+
+# ---------------------------------------------------------------------------- transforms
+class OrderedFirstColumn(Transform):
+    """Ordered transform on column 0 of a (G, R) matrix; the other columns are free.
+
+    ``x[0, 0] = y[0, 0]``, ``x[g, 0] = x[g-1, 0] + exp(y[g, 0])``; ``x[:, 1:] = y[:, 1:]``.
+    """
+
+    name = "ordered_first_column"
+    ndim_supp = 2
+
+    def backward(self, value: Any, *inputs: Any) -> Any:
+        first = pt.concatenate([value[:1, 0], pt.exp(value[1:, 0])])
+        return pt.set_subtensor(value[:, 0], pt.cumsum(first))
+
+    def forward(self, value: Any, *inputs: Any) -> Any:
+        first = pt.concatenate([value[:1, 0], pt.log(value[1:, 0] - value[:-1, 0])])
+        return pt.set_subtensor(value[:, 0], first)
+
+    def log_jac_det(self, value: Any, *inputs: Any) -> Any:
+        return pt.sum(value[1:, 0])
+
+
+# ---------------------------------------------------------------------------- likelihood
+def dgmm_log_prob_paths(
+    X: Any,
+    pi: Sequence[Any],
+    eta: Sequence[Any],
+    Lambda: Sequence[Any],
+    psi: Sequence[Any],
+    n_components: Sequence[int],
+    n_factors: Sequence[int],
+) -> Any:
+    """Symbolic ``log pi_p + log N(x_i; mu_p, Sigma_p)`` for every row and path, (N, P).
+
+    The PyTensor twin of :meth:`bayes_dgmm.params.DGMMParams.log_prob_paths`: same path
+    order (:func:`~bayes_dgmm.params.path_table`), same residual-plus-penalty Woodbury form.
+
+    Parameters
+    ----------
+    X : (N, J) tensor
+    pi, eta, Lambda, psi : per-layer tensors shaped as in :class:`DGMMParams`
+    n_components, n_factors : the architecture ``(G_1, ..., G_L)``, ``(R_1, ..., R_L)``
+    """
+    paths = path_table(n_components)  # (P, L) constant index table
+    n_layers = len(n_components)
+    P = paths.shape[0]
+    log_w = sum(pt.log(pi[l])[paths[:, l]] for l in range(n_layers))
+
+    # Mean and covariance of z^(1) on every path's sub-path (g_2..g_L), eqs. 5-6, top down.
+    # Identity matrices are numpy constants of the architecture's sizes: symbolic eye and
+    # broadcast_to made the gradient graph many times slower to build and compile.
+    r_top = n_factors[-1]
+    m: Any = pt.as_tensor(np.zeros((P, r_top)))
+    S: Any = pt.as_tensor(np.broadcast_to(np.eye(r_top), (P, r_top, r_top)).copy())
+    for l in range(n_layers - 1, 0, -1):
+        g = paths[:, l]
+        lam = Lambda[l][g]  # (P, R_{l-1}, R_l) in 0-based layer l
+        m = eta[l][g] + pt.matmul(lam, m[:, :, None])[:, :, 0]
+        S = pt.matmul(pt.matmul(lam, S), lam.mT)
+        S = 0.5 * (S + S.mT) + np.eye(n_factors[l - 1])[None] * psi[l][g][:, None, :]
+
+    g1 = paths[:, 0]
+    lam1 = Lambda[0][g1]  # (P, J, R1)
+    mean = eta[0][g1] + pt.matmul(lam1, m[:, :, None])[:, :, 0]  # (P, J)
+    W = pt.matmul(lam1, cholesky(S, lower=True))  # (P, J, R1)
+    psi1 = psi[0][g1]  # (P, J)
+    Wd = W / psi1[:, :, None]  # D^{-1} W
+    M = pt.matmul(W.mT, Wd) + np.eye(n_factors[0])[None]  # I + W~^T W~, (P, R1, R1)
+    LM = cholesky(M, lower=True)
+    # A = M^{-1} W^T D^{-1} (P, R1, J): a small solve with J right-hand sides; then
+    # b = A (x - mean) is one matrix product. An error in b enters the quadratic form at
+    # second order only (the form is the minimum over b), so this loses no accuracy.
+    A = solve_triangular(LM.mT, solve_triangular(LM, Wd.mT, lower=True), lower=False)
+    D = X[None, :, :] - mean[:, None, :]  # (P, N, J)
+    b = pt.matmul(D, A.mT)  # (P, N, R1)
+    if ENVELOPE_GRADIENT:
+        # The quadratic form is min_b q(b); at the minimiser dq/db = 0, so its gradient with
+        # b held fixed is the exact gradient (envelope theorem). Cutting the graph there
+        # skips differentiating the solves: a smaller graph, faster to compile and run.
+        b = disconnected_grad(b)
+    resid = D - pt.matmul(b, W.mT)  # (P, N, J), in data units before scaling
+    quad = pt.sum(resid**2 / psi1[:, None, :], axis=-1) + pt.sum(b**2, axis=-1)  # (P, N)
+    logdet = pt.sum(pt.log(psi1), axis=-1) + 2.0 * pt.sum(
+        pt.log(pt.diagonal(LM, axis1=-2, axis2=-1)), axis=-1
+    )
+    J = X.shape[-1]
+    logpdf = -0.5 * (J * LOG_2PI + logdet[:, None] + quad)  # (P, N)
+    return (logpdf + log_w[:, None]).T
+
+
+def dgmm_logp(
+    X: Any,
+    pi: Sequence[Any],
+    eta: Sequence[Any],
+    Lambda: Sequence[Any],
+    psi: Sequence[Any],
+    n_components: Sequence[int],
+    n_factors: Sequence[int],
+) -> Any:
+    """Symbolic marginal log density of each row of ``X``, shape (N,)."""
+    log_prob = dgmm_log_prob_paths(X, pi, eta, Lambda, psi, n_components, n_factors)
+    return pt.logsumexp(log_prob, axis=1)
+
+
+def _split_params(
+    params: Sequence[Any], n_layers: int
+) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """Flat ``(pi_1, eta_1, Lambda_1, psi_1, pi_2, ...)`` to four per-layer lists."""
+    return (
+        list(params[0::4]),
+        list(params[1::4]),
+        list(params[2::4]),
+        list(params[3::4]),
+    )
+
+
+def _likelihood_fns(
+    n_components: Sequence[int], n_factors: Sequence[int]
+) -> tuple[Callable[..., Any], Callable[..., Any], str]:
+    comps = tuple(int(g) for g in n_components)
+    facts = tuple(int(r) for r in n_factors)
+    L = len(comps)
+
+    core_ndims = (1, 2, 3, 2) * L
+
+    def logp(value: Any, *params: Any) -> Any:
+        # PyMC hands the parameters over with the value's batch dims (length 1) in front.
+        core = [p[(0,) * (p.ndim - k)] for p, k in zip(params, core_ndims, strict=True)]
+        pi, eta, lam, psi = _split_params(core, L)
+        return dgmm_logp(value, pi, eta, lam, psi, comps, facts)
+
+    def random(*params: Any, rng: np.random.Generator | None = None, size: Any = None) -> Array:
+        from bayes_dgmm.simulate import simulate
+
+        core = [
+            np.asarray(p)[(0,) * (np.ndim(p) - k)] for p, k in zip(params, core_ndims, strict=True)
+        ]
+        pi, eta, lam, psi = _split_params(core, L)
+        dgmm = DGMMParams(pi=[p / p.sum() for p in pi], eta=eta, Lambda=lam, psi=psi)
+        shape = (1,) if size is None else tuple(np.atleast_1d(size))
+        x = simulate(dgmm, math.prod(shape), random_state=rng).X
+        return x.reshape(*shape, dgmm.n_features)
+
+    parts = []
+    for l in range(1, L + 1):
+        parts += [f"(g{l})", f"(g{l},r{l - 1})", f"(g{l},r{l - 1},r{l})", f"(g{l},r{l - 1})"]
+    signature = ",".join(parts) + "->(r0)"
+    return logp, random, signature
+
+
+@functools.lru_cache(maxsize=16)
+def pointwise_loglik_function(
+    n_components: tuple[int, ...], n_factors: tuple[int, ...]
+) -> Callable[..., Array]:
+    """Compiled ``f(X, pi_1, eta_1, Lambda_1, psi_1, pi_2, ...) -> (N,)`` log densities.
+
+    Cached per architecture for the whole process, so fitting again, or another estimator of
+    the same architecture, does not recompile (a PyTensor compile takes seconds).
+    """
+    import pytensor
+
+    X = pt.matrix("X")
+    inputs: list[Any] = [X]
+    layers: list[list[Any]] = [[], [], [], []]
+    for l in range(1, len(n_components) + 1):
+        for k, (name, ndim) in enumerate(
+            zip(("pi", "eta", "Lambda", "psi"), (1, 2, 3, 2), strict=True)
+        ):
+            var = pt.tensor(f"{name}_{l}", shape=(None,) * ndim)
+            layers[k].append(var)
+            inputs.append(var)
+    pi, eta, lam, psi = layers
+    out = dgmm_logp(X, pi, eta, lam, psi, n_components, n_factors)
+    return pytensor.function(inputs, out, mode=compile_mode())
+
+
+# ---------------------------------------------------------------------------- model
+def layer_dim(layer: int) -> str:
+    """Name of the dim of ``z^(layer)``: ``feature`` for 0, else ``factor_<layer>``."""
+    return "feature" if layer == 0 else f"factor_{layer}"
+
+
+def _lower_indices(r_in: int, r_out: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Row and column indices of the strictly lower entries of an (r_in, r_out) matrix."""
+    rows, cols = np.tril_indices(r_in, k=-1, m=r_out)
+    return rows.astype(np.intp), cols.astype(np.intp)
+
+
+def build_model(
+    X: ArrayLike,
+    spec: DGMMSpec,
+    priors: Mapping[str, Any] | None = None,
+    constraint: str | None = None,
+) -> pm.Model:
+    """The DGMM with labels and scores marginalised, as a PyMC model.
+
+    Parameters
+    ----------
+    X : (N, J) array
+        Observations; they enter through ``pm.Data("X")`` so new data can be set later.
+    spec : DGMMSpec
+        Architecture (and ``[priors]`` overrides).
+    priors : mapping, optional
+        Prior overrides on top of the spec's (keys in the module docstring).
+    constraint : {None, "ordered", "lower_triangular"}
+        Identifiability constraint (module docstring).
+
+    Returns
+    -------
+    pm.Model with coords ``obs``, ``feature``, ``path`` and per layer ``component_l``,
+    ``factor_l`` (and ``lower_l`` under ``"lower_triangular"``).
+    """
+    Xa = check_data(X, min_samples=2)
+    spec.check_n_features(Xa.shape[1])
+    constraint = check_constraint(constraint)
+    hyper = resolve_priors(spec.priors, priors)
+    comps, facts = spec.n_components, spec.n_factors
+    n_layers = len(comps)
+    N, J = Xa.shape
+    dims_r = (J, *facts)
+    x_mean, x_sd = Xa.mean(axis=0), Xa.std(axis=0)
+    x_sd = np.where(x_sd > 0, x_sd, 1.0)
+
+    coords: dict[str, Any] = {
+        "obs": np.arange(N),
+        "feature": np.arange(J),
+        "path": np.arange(spec.n_paths),
+    }
+    for l in range(1, n_layers + 1):
+        coords[f"component_{l}"] = np.arange(comps[l - 1])
+        coords[layer_dim(l)] = np.arange(facts[l - 1])
+        if constraint == "lower_triangular":
+            coords[f"lower_{l}"] = np.arange(_lower_indices(dims_r[l - 1], dims_r[l])[0].size)
+
+    with pm.Model(coords=coords) as model:
+        X_data = pm.Data("X", Xa, dims=("obs", "feature"))
+        params: list[Any] = []
+        for l in range(1, n_layers + 1):
+            G, r_in, r_out = comps[l - 1], dims_r[l - 1], dims_r[l]
+            comp, din, dout = f"component_{l}", layer_dim(l - 1), layer_dim(l)
+            if l == 1:
+                eta_mu, eta_sd = x_mean, hyper["eta_1_scale"] * x_sd
+                lam_sd = hyper["Lambda_1_scale"] * x_sd[:, None] * np.ones((1, r_out))
+                psi_mu = np.log(hyper["psi_1_scale"] * x_sd**2)
+            else:
+                eta_mu, eta_sd = np.zeros(r_in), np.full(r_in, hyper["eta_scale"])
+                lam_sd = np.full((r_in, r_out), hyper["Lambda_scale"])
+                psi_mu = np.full(r_in, np.log(hyper["psi_scale"]))
+
+            if G > 1:
+                pi_l = pm.Dirichlet(f"pi_{l}", a=np.full(G, hyper["pi_alpha"]), dims=comp)
+            else:
+                pi_l = pm.Deterministic(f"pi_{l}", pt.ones(1), dims=comp)
+
+            eta_kw: dict[str, Any] = {}
+            if constraint == "ordered" and G > 1:
+                # The default start (all components at the prior mean) is on the boundary
+                # of the ordered set; spread the first coordinate across the prior.
+                init = np.tile(eta_mu, (G, 1))
+                init[:, 0] += np.linspace(-1.0, 1.0, G) * eta_sd[0]
+                eta_kw = {"transform": OrderedFirstColumn(), "initval": init}
+            eta_l = pm.Normal(
+                f"eta_{l}",
+                mu=np.tile(eta_mu, (G, 1)),
+                sigma=np.tile(eta_sd, (G, 1)),
+                dims=(comp, din),
+                **eta_kw,
+            )
+
+            if constraint == "lower_triangular":
+                lam_l = _lower_triangular_loadings(l, G, lam_sd, (comp, din, dout))
+            else:
+                lam_l = pm.Normal(
+                    f"Lambda_{l}",
+                    mu=0.0,
+                    sigma=np.broadcast_to(lam_sd, (G, r_in, r_out)),
+                    dims=(comp, din, dout),
+                )
+            psi_l = pm.LogNormal(
+                f"psi_{l}",
+                mu=np.tile(psi_mu, (G, 1)),
+                sigma=hyper["psi_log_sd"],
+                dims=(comp, din),
+            )
+            params += [pi_l, eta_l, lam_l, psi_l]
+
+        logp, random, signature = _likelihood_fns(comps, facts)
+        pm.CustomDist(
+            "x",
+            *params,
+            logp=logp,
+            random=random,
+            signature=signature,
+            observed=X_data,
+            dims=("obs", "feature"),
+        )
+    return model
+
+
+def _lower_triangular_loadings(
+    layer: int, G: int, lam_sd: Array, dims: tuple[str, str, str]
+) -> Any:
+    """``Lambda_l`` lower-triangular with a positive diagonal, from two free variables."""
+    r_in, r_out = lam_sd.shape
+    rows, cols = _lower_indices(r_in, r_out)
+    diag_idx = np.arange(r_out)
+    comp, _, dout = dims
+    diag = pm.HalfNormal(
+        f"Lambda_{layer}_diag",
+        sigma=np.broadcast_to(lam_sd[diag_idx, diag_idx], (G, r_out)),
+        dims=(comp, dout),
+    )
+    lower = pm.Normal(
+        f"Lambda_{layer}_lower",
+        mu=0.0,
+        sigma=np.broadcast_to(lam_sd[rows, cols], (G, rows.size)),
+        dims=(comp, f"lower_{layer}"),
+    )
+    lam = pt.zeros((G, r_in, r_out))
+    lam = pt.set_subtensor(lam[:, diag_idx, diag_idx], diag)
+    lam = pt.set_subtensor(lam[:, rows, cols], lower)
+    return pm.Deterministic(f"Lambda_{layer}", lam, dims=dims)
+
+
+# ---------------------------------------------------------------------------- conversions
+def n_layers_of(model: pm.Model) -> int:
+    """Number of DGMM layers of a model built by :func:`build_model`."""
+    n = 0
+    while f"pi_{n + 1}" in model.named_vars:
+        n += 1
+    return n
+
+
+def point_to_params(point: Mapping[str, Any]) -> DGMMParams:
+    """DGMM parameters from constrained values named ``pi_l``, ``eta_l``, ``Lambda_l``, ``psi_l``.
+
+    ``point`` may be a dict of arrays (e.g. a MAP point) or one posterior draw (an
+    ``xarray.Dataset`` selected at one chain and draw). Weights are renormalised to sum to one
+    exactly (the simplex transform leaves round-off).
+    """
+    n = 0
+    while f"pi_{n + 1}" in point:
+        n += 1
+    if n == 0:
+        raise ValueError(
+            f"point has no 'pi_1' (keys {sorted(map(str, point))[:8]}...); pass a point or "
+            "posterior draw of a model built by bayes_dgmm.build_model."
+        )
+
+    def get(name: str) -> Array:
+        return np.asarray(point[name], dtype=np.float64)
+
+    pi = [get(f"pi_{l}") for l in range(1, n + 1)]
+    return DGMMParams(
+        pi=[p / p.sum() for p in pi],
+        eta=[get(f"eta_{l}") for l in range(1, n + 1)],
+        Lambda=[get(f"Lambda_{l}") for l in range(1, n + 1)],
+        psi=[get(f"psi_{l}") for l in range(1, n + 1)],
+    )
+
+
+def params_to_point(
+    params: DGMMParams, model: pm.Model, constraint: str | None = None
+) -> dict[str, Array]:
+    """Constrained values of the model's free variables from DGMM parameters.
+
+    The result is what ``initvals``/``start`` of PyMC's fitting functions take (keys are the
+    free variables' names). Under ``"ordered"`` each layer's components are relabelled so the
+    first coordinate of ``eta_l`` increases (an exact relabelling; ties are spread by a
+    relative 1e-9). Under ``"lower_triangular"`` the top layer's loadings are rotated to
+    lower-triangular form exactly (``Lambda = L Q``; ``z^(L) ~ N(0, I)`` absorbs ``Q``);
+    below the top layer no exact rotation exists, so the lower triangle is kept and the
+    diagonal made positive, which only approximates ``params``.
+    """
+    constraint = check_constraint(constraint)
+    L = params.n_layers
+    if n_layers_of(model) != L:
+        raise ValueError(
+            f"params has {L} layers but the model has {n_layers_of(model)}; use parameters of "
+            "the model's architecture."
+        )
+    pi = [p.copy() for p in params.pi]
+    eta = [e.copy() for e in params.eta]
+    lam = [a.copy() for a in params.Lambda]
+    psi = [s.copy() for s in params.psi]
+    if constraint == "ordered":
+        for l in range(L):
+            order = np.argsort(eta[l][:, 0], kind="stable")
+            pi[l], eta[l], lam[l], psi[l] = (
+                pi[l][order],
+                eta[l][order],
+                lam[l][order],
+                psi[l][order],
+            )
+            first = eta[l][:, 0]
+            tiny = 1e-9 * max(1.0, float(np.max(np.abs(first))))
+            for g in range(1, first.size):
+                first[g] = max(first[g], first[g - 1] + tiny)
+    point: dict[str, Array] = {}
+    for l in range(1, L + 1):
+        if f"pi_{l}" in model.named_vars and model[f"pi_{l}"] in model.free_RVs:
+            point[f"pi_{l}"] = pi[l - 1]
+        point[f"eta_{l}"] = eta[l - 1]
+        point[f"psi_{l}"] = psi[l - 1]
+        if constraint == "lower_triangular":
+            a = lam[l - 1]
+            if l == L:
+                a = np.stack([_lq_lower(m) for m in a])
+            r_in, r_out = a.shape[1:]
+            rows, cols = _lower_indices(r_in, r_out)
+            k = np.arange(r_out)
+            point[f"Lambda_{l}_diag"] = np.maximum(np.abs(a[:, k, k]), 1e-12)
+            point[f"Lambda_{l}_lower"] = a[:, rows, cols]
+        else:
+            point[f"Lambda_{l}"] = lam[l - 1]
+    missing = {rv.name for rv in model.free_RVs} - set(point)
+    if missing:
+        raise ValueError(f"params_to_point: no value for free variables {sorted(missing)}.")
+    return point
+
+
+def _lq_lower(a: Array) -> Array:
+    """The lower-triangular ``L`` with non-negative diagonal of ``a = L Q`` (Q orthogonal)."""
+    r = np.linalg.qr(a.T, mode="r")  # a^T = q r  =>  a = r^T q^T
+    signs = np.where(np.diag(r) < 0, -1.0, 1.0)
+    return (r * signs[:, None]).T
+
+
+def transformed_point(model: pm.Model, point: Mapping[str, Any]) -> dict[str, Array]:
+    """Unconstrained (value-variable) point from constrained free-variable values."""
+    from pymc.initial_point import make_initial_point_fn
+
+    fn = make_initial_point_fn(
+        model=model,
+        overrides={model[k]: np.asarray(v) for k, v in point.items()},
+        jitter_rvs=set(),
+        return_transformed=True,
+    )
+    return fn(0)

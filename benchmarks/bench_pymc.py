@@ -1,0 +1,116 @@
+"""Time the PyMC model of the DGMM on the study data (N=4000, J=17, G=(3,3,2), R=(11,6,2)).
+
+Prints, with one BLAS thread: compile time and evaluation time of the log density plus its
+gradient for PyTensor's C backend (mode "CVM") and its Numba backend (mode "NUMBA"), next to
+numpy's ``DGMMParams.score_samples``; ADVI seconds per 1000 iterations; and NUTS (nutpie)
+seconds per 100 draws of one chain. All runs start at the true parameters.
+
+Targets (issue 5): gradient evaluation <= 5x score_samples; compile <= 20 s.
+
+    .venv/bin/python benchmarks/bench_pymc.py [--skip-advi] [--skip-nutpie]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+
+def best_time(fn: Callable[[], object], repeat: int = 7) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-advi", action="store_true")
+    parser.add_argument("--skip-nutpie", action="store_true")
+    parser.add_argument("--modes", default="CVM,NUMBA")
+    args = parser.parse_args()
+    logging.getLogger("pymc").setLevel(logging.WARNING)
+
+    import pymc as pm
+
+    from bayes_dgmm.datasets import load_icbinb
+    from bayes_dgmm.pymc_model import build_model, params_to_point, transformed_point
+
+    data = load_icbinb()
+    rows: list[tuple[str, str]] = []
+    with threadpool_limits(1):
+        t0 = time.perf_counter()
+        model = build_model(data.X, data.spec)
+        rows.append(("build_model", f"{time.perf_counter() - t0:.2f} s"))
+        point = transformed_point(model, params_to_point(data.params, model))
+        n_params = sum(int(np.size(v)) for v in point.values())
+        rows.append(("free parameters", str(n_params)))
+
+        def numpy_score() -> None:
+            data.params.copy().score_samples(data.X)  # copy: no cached factors
+
+        t_np = best_time(numpy_score)
+        rows.append(("numpy score_samples (value only)", f"{t_np * 1e3:.1f} ms"))
+
+        for mode in args.modes.split(","):
+            t0 = time.perf_counter()
+            fn = model.logp_dlogp_function(mode=mode, ravel_inputs=True)
+            x0 = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
+            logp, _ = fn(x0)
+            t_compile = time.perf_counter() - t0
+            t_eval = best_time(lambda fn=fn, x0=x0: fn(x0))
+            rows.append((f"{mode}: compile logp+grad (cold or cached)", f"{t_compile:.1f} s"))
+            rows.append(
+                (
+                    f"{mode}: logp+grad evaluation",
+                    f"{t_eval * 1e3:.1f} ms ({t_eval / t_np:.2f}x score_samples)",
+                )
+            )
+            rows.append((f"{mode}: logp at truth", f"{logp:.2f}"))
+
+        start = params_to_point(data.params, model)
+        if not args.skip_advi:
+            times = {}
+            for n in (100, 1100):
+                t0 = time.perf_counter()
+                pm.fit(
+                    n=n, method="advi", model=model, start=start, progressbar=False, random_seed=0
+                )
+                times[n] = time.perf_counter() - t0
+            rows.append(("ADVI fit(n=100) incl. compile", f"{times[100]:.1f} s"))
+            rows.append(("ADVI seconds per 1000 iterations", f"{times[1100] - times[100]:.2f} s"))
+
+        if not args.skip_nutpie:
+            try:
+                import nutpie
+            except ImportError:
+                rows.append(("nutpie", "not installed (pip install bayes-dgmm[nutpie])"))
+            else:
+                t0 = time.perf_counter()
+                compiled = nutpie.compile_pymc_model(model, initial_points=start)
+                rows.append(("nutpie compile (numba)", f"{time.perf_counter() - t0:.1f} s"))
+                t0 = time.perf_counter()
+                nutpie.sample(
+                    compiled, draws=100, tune=100, chains=1, cores=1, seed=0, progress_bar=False
+                )
+                t_s = time.perf_counter() - t0
+                rows.append(("nutpie 1 chain, tune=100 + draws=100", f"{t_s:.1f} s"))
+                rows.append(
+                    ("nutpie seconds per 100 draws (incl. tuning share)", f"{t_s / 2:.1f} s")
+                )
+
+    width = max(len(k) for k, _ in rows)
+    print("PyMC DGMM model, study data N=4000 J=17 G=(3,3,2) R=(11,6,2), 1 BLAS thread")
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
