@@ -5,10 +5,12 @@ Public API::
 
     from bayes_dgmm import DGMMParams, DGMMSpec, load_spec, simulate, path_table
     from bayes_dgmm import DeepGaussianMixture      # EM estimators (sklearn API)
+    from bayes_dgmm import build_model, BayesianDeepGaussianMixture  # PyMC (imported lazily)
     from bayes_dgmm.datasets import load_icbinb
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from bayes_dgmm.em import DeepGaussianMixture
 from bayes_dgmm.params import DGMMParams, GaussianMixtureParams, path_index, path_table
@@ -20,7 +22,23 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
+# The PyMC layer is imported on first use: `import bayes_dgmm` must stay light (no pymc).
+_LAZY = {
+    "BayesianDeepGaussianMixture": "bayes_dgmm.bayesian",
+    "build_model": "bayes_dgmm.pymc_model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bayes_dgmm' has no attribute {name!r}")
+
+
 __all__ = [
+    "BayesianDeepGaussianMixture",
     "DGMMParams",
     "DGMMSpec",
     "DeepGaussianMixture",
@@ -28,6 +46,7 @@ __all__ = [
     "Simulation",
     "__version__",
     "available_specs",
+    "build_model",
     "load_spec",
     "path_index",
     "path_table",

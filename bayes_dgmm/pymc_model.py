@@ -502,7 +502,7 @@ def point_to_params(point: Mapping[str, Any]) -> DGMMParams:
         )
 
     def get(name: str) -> Array:
-        return np.asarray(point[name], dtype=np.float64)
+        return np.ascontiguousarray(point[name], dtype=np.float64)
 
     pi = [get(f"pi_{l}") for l in range(1, n + 1)]
     return DGMMParams(

@@ -285,7 +285,7 @@ def test_envelope_gradient_is_exact(monkeypatch):
         point = transformed_point(model, params_to_point(truth, model))
         fn = model.logp_dlogp_function(ravel_inputs=True, initial_point=point)
         x0 = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
-        logp, grads[envelope] = fn(x0)
+        _, grads[envelope] = fn(x0)
     np.testing.assert_allclose(grads[True], grads[False], rtol=1e-7, atol=1e-7)
     rng = np.random.default_rng(0)
     for i in rng.choice(x0.size, size=5, replace=False):
@@ -294,3 +294,12 @@ def test_envelope_gradient_is_exact(monkeypatch):
         e[i] = h
         fd = (fn(x0 + e)[0] - fn(x0 - e)[0]) / (2 * h)
         np.testing.assert_allclose(grads[False][i], fd, rtol=1e-5, atol=1e-5)
+
+
+def test_prior_keys_documented_in_the_study_spec():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "models" / "icbinb-sec3.toml").read_text()
+    documented = dict(re.findall(r"^#\s+(\w+) = ([0-9.e-]+)", text, flags=re.M))
+    assert {k: float(v) for k, v in documented.items()} == PRIOR_DEFAULTS

@@ -1,0 +1,290 @@
+"""BayesianDeepGaussianMixture: fit plumbing with a faked sampler; real fits marked slow."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+pm = pytest.importorskip("pymc")
+from pymc.testing import mock_sample  # noqa: E402
+
+from bayes_dgmm import DGMMParams, DGMMSpec  # noqa: E402
+from bayes_dgmm.bayesian import BayesianDeepGaussianMixture  # noqa: E402
+from bayes_dgmm.pymc_model import params_to_point  # noqa: E402
+
+COMPS, FACTS, J = (2, 2), (2, 1), 5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compile():
+    # Plumbing checks need no speed: FAST_COMPILE compiles in seconds without a C cache.
+    import pytensor
+
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        yield
+
+
+def _mock_sample_with_stats(**kwargs):
+    calls.append(kwargs)
+    stats = {"diverging": lambda size: np.zeros(size, dtype=bool)}
+    return mock_sample(sample_stats=stats, **kwargs)
+
+
+calls: list[dict] = []
+
+
+@pytest.fixture
+def mock_pm_sample(monkeypatch):
+    calls.clear()
+    monkeypatch.setattr(pm, "sample", _mock_sample_with_stats)
+    yield calls
+
+
+@pytest.fixture(scope="module")
+def data():
+    truth = DGMMParams.random(J, COMPS, FACTS, random_state=0)
+    X, paths = truth.sample(30, random_state=1)
+    return truth, X, paths
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    _, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
+    original = pm.sample
+    pm.sample = _mock_sample_with_stats
+    try:
+        est.fit(X, method="nuts", draws=25, chains=2)
+    finally:
+        pm.sample = original
+    return est
+
+
+def test_fit_groups_and_dims(fitted, data):
+    _, X, _ = data
+    idata = fitted.idata_
+    assert isinstance(idata, xr.DataTree)
+    for group in ("posterior", "sample_stats", "log_likelihood", "labels"):
+        assert group in idata.children, group
+    ll = idata["log_likelihood"]["x"]
+    assert ll.dims == ("chain", "draw", "obs")
+    assert ll.shape == (2, 25, X.shape[0])
+    assert "diverging" in idata["sample_stats"]
+    assert "log_likelihood_total" in idata["sample_stats"]
+    post = idata["posterior"]
+    assert post["Lambda_1"].dims == ("chain", "draw", "component_1", "feature", "factor_1")
+    assert isinstance(fitted.params_, DGMMParams)
+
+
+def test_log_likelihood_is_the_dgmm_density(fitted, data):
+    from bayes_dgmm.pymc_model import point_to_params
+
+    _, X, _ = data
+    draw = fitted.idata_["posterior"].to_dataset().isel(chain=1, draw=3)
+    params = point_to_params(draw)
+    np.testing.assert_allclose(
+        fitted.idata_["log_likelihood"]["x"].isel(chain=1, draw=3).values,
+        params.score_samples(X),
+        rtol=1e-8,
+    )
+
+
+def test_label_probabilities(fitted, data):
+    _, X, _ = data
+    labels = fitted.idata_["labels"]
+    path = labels["path_proba"]
+    assert path.dims == ("obs", "path")
+    np.testing.assert_allclose(path.sum("path").values, 1.0, rtol=1e-12)
+    for l in (1, 2):
+        comp = labels[f"component_proba_{l}"]
+        assert comp.dims == ("obs", f"component_{l}")
+        np.testing.assert_allclose(comp.sum(f"component_{l}").values, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(fitted.predict_proba(X), path.values)
+    np.testing.assert_array_equal(fitted.predict(X, layer=2), comp.values.argmax(axis=1))
+    assert np.isfinite(fitted.score(X))
+
+
+def test_arviz_loo_runs(fitted):
+    from arviz_stats import loo
+
+    result = loo(fitted.idata_, pointwise=True)
+    assert np.isfinite(result.elpd)
+
+
+def test_save_load_round_trip(fitted, data, tmp_path):
+    _, X, _ = data
+    path = fitted.save(tmp_path / "fit.nc")
+    loaded = BayesianDeepGaussianMixture.load(path)
+    assert loaded.idata_.identical(fitted.idata_)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    assert loaded.params_ == fitted.params_
+    assert loaded.spec_ == fitted.spec_
+    assert loaded.method_ == "nuts"
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temporary file
+
+
+def test_load_refuses_other_version(fitted, tmp_path, monkeypatch):
+    import bayes_dgmm.bayesian as bayesian
+
+    path = fitted.save(tmp_path / "fit.nc")
+    monkeypatch.setattr(bayesian, "_version", lambda: "99.0.0")
+    with pytest.raises(ValueError, match=r"saved by bayes-dgmm .*, this is version 99\.0\.0"):
+        BayesianDeepGaussianMixture.load(path)
+
+
+def test_load_refuses_other_spec(fitted, tmp_path):
+    path = fitted.save(tmp_path / "fit.nc")
+    other = DGMMSpec(n_components=(3, 2), n_factors=FACTS, name="other")
+    with pytest.raises(ValueError, match=r"fitted with spec 'custom'.*not the spec 'other'"):
+        BayesianDeepGaussianMixture.load(path, spec=other)
+    loaded = BayesianDeepGaussianMixture.load(path, spec=fitted.spec_)
+    assert loaded.spec_ == fitted.spec_
+
+
+def test_load_refuses_foreign_file(tmp_path):
+    path = tmp_path / "other.nc"
+    xr.DataTree(xr.Dataset({"a": ("x", [1.0])})).to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(ValueError, match=r"not a fit saved by BayesianDeepGaussianMixture"):
+        BayesianDeepGaussianMixture.load(path)
+
+
+def test_unknown_method(data):
+    _, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS)
+    with pytest.raises(ValueError, match=r"method='gibbs' is not supported; choose one of"):
+        est.fit(X, method="gibbs")
+
+
+def test_unknown_constraint(data):
+    _, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, constraint="rotated")
+    with pytest.raises(ValueError, match=r"constraint='rotated' is not supported"):
+        est.fit(X, method="nuts")
+
+
+def test_not_fitted():
+    with pytest.raises(RuntimeError, match=r"not fitted yet"):
+        BayesianDeepGaussianMixture(COMPS, FACTS).predict(np.zeros((2, J)))
+
+
+def test_bad_init(data, mock_pm_sample):
+    _, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, progressbar=False)
+    with pytest.raises(ValueError, match=r"init='kmeans' is not supported"):
+        est.fit(X, init="kmeans")
+    with pytest.raises(TypeError, match=r"is not a start"):
+        est.fit(X, init=3.0)
+    wrong = DGMMParams.random(J, (3, 2), FACTS, random_state=0)
+    with pytest.raises(ValueError, match=r"init has n_components=\(3, 2\)"):
+        est.fit(X, init=wrong)
+
+
+def test_init_params_become_initvals_and_model_is_reused(data, mock_pm_sample):
+    truth, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=1, progressbar=False)
+    est.fit(X, method="nuts", init=truth, draws=3, chains=1)
+    expected = params_to_point(truth, est.model_)
+    got = mock_pm_sample[-1]["initvals"]
+    assert set(got) == set(expected)
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k])
+    model = est.model_
+    est.fit(X[:20], method="nutpie", init=est, draws=3, chains=1)  # estimator as init
+    assert est.model_ is model  # built once, data swapped
+    assert est.idata_["log_likelihood"]["x"].sizes["obs"] == 20
+    assert mock_pm_sample[-1]["nuts_sampler"] == "nutpie"
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_init_em(data, mock_pm_sample):
+    pytest.importorskip("bayes_dgmm.em", reason="the EM estimator is not available yet")
+    _, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
+    est.fit(X, method="nuts", init="em", draws=3, chains=1)
+    assert set(mock_pm_sample[-1]["initvals"]) == {rv.name for rv in est.model_.free_RVs}
+
+
+def test_map_and_advi_plumbing(data, monkeypatch):
+    _, X, _ = data
+
+    def fake_find_map(**kwargs):
+        return mock_sample(draws=1, chains=1, model=kwargs["model"], random_seed=0)
+
+    class FakeApprox:
+        hist = np.linspace(10.0, 1.0, 5)
+
+        def __init__(self, model):
+            self.model = model
+
+        def sample(self, draws, random_seed=None, return_inferencedata=True):
+            return mock_sample(draws=draws, model=self.model, random_seed=random_seed)
+
+    seen = {}
+
+    def fake_fit(**kwargs):
+        seen.update(kwargs)
+        return FakeApprox(kwargs["model"])
+
+    monkeypatch.setattr(pm, "find_MAP", fake_find_map)
+    monkeypatch.setattr(pm, "fit", fake_fit)
+    est = BayesianDeepGaussianMixture.from_spec("mfa-2layer", random_seed=0, progressbar=False)
+    est.fit(X, method="map")
+    assert est.idata_["posterior"].sizes["draw"] == 1
+    assert est.method_ == "map"
+    est.fit(X, method="fullrank_advi", n=5, draws=4)
+    assert seen["method"] == "fullrank_advi" and seen["n"] == 5
+    assert set(seen["start"]) == {rv.name for rv in est.model_.free_RVs}  # jittered start
+    assert est.idata_["posterior"].sizes["draw"] == 4
+    np.testing.assert_array_equal(est.idata_["loss"]["loss"].values, FakeApprox.hist)
+
+
+def test_lazy_exports():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bayes_dgmm; assert 'pymc' not in sys.modules; "
+        "from bayes_dgmm import BayesianDeepGaussianMixture, build_model; "
+        "assert 'pymc' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------- real fits
+def _recovery_data():
+    from bayes_dgmm.datasets import make_dgmm_data
+
+    return make_dgmm_data(300, J, COMPS, FACTS, random_state=3, separation=6.0)
+
+
+def _path_ari(est, data) -> float:
+    from sklearn.metrics import adjusted_rand_score
+
+    return float(adjusted_rand_score(data.paths, est.predict(data.X)))
+
+
+@pytest.mark.slow
+def test_advi_recovers_tiny_case():
+    data = _recovery_data()
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
+    t0 = time.perf_counter()
+    est.fit(data.X, method="advi", init="em", n=20000, draws=300)
+    ari = _path_ari(est, data)
+    print(f"ADVI from EM: path ARI {ari:.3f}, {time.perf_counter() - t0:.0f} s")
+    assert ari >= 0.95
+
+
+@pytest.mark.slow
+def test_nuts_from_em_recovers_tiny_case():
+    pytest.importorskip("bayes_dgmm.em", reason="the EM estimator is not available yet")
+    data = _recovery_data()
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
+    t0 = time.perf_counter()
+    est.fit(data.X, method="nuts", init="em", draws=300, tune=300, chains=2, cores=1)
+    ari = _path_ari(est, data)
+    print(f"NUTS from EM: path ARI {ari:.3f}, {time.perf_counter() - t0:.0f} s")
+    assert ari >= 0.95
+    assert int(est.idata_["sample_stats"]["diverging"].sum()) < 30
