@@ -464,15 +464,32 @@ def hungarian_order(ref: ClusterMoments, moving: ClusterMoments) -> NDArray[np.i
     return np.asarray(col, dtype=np.intp)
 
 
+@dataclass(frozen=True)
+class Registration:
+    """One candidate alignment of a component's whitened frame: ``z -> A z + c``.
+
+    Attributes
+    ----------
+    A : (R, R) array ; c : (R,) array
+    value : float, :func:`registration_objective` per row (lower is better)
+    order : the moving sub-cluster matched to each reference sub-cluster
+    """
+
+    A: Array
+    c: Array
+    value: float
+    order: tuple[int, ...]
+
+
 def match_frames(
     moments: Sequence[ClusterMoments], rng: np.random.Generator, *, reference: int = 0
-) -> tuple[list[tuple[Array, Array]], list[float]]:
+) -> list[list[Registration]]:
     """Register every component's (whitened) frame onto the reference component's frame.
 
     For each non-reference component independently, every candidate correspondence of its
     sub-clusters (:func:`candidate_permutations`, after a Hungarian pre-matching when there
-    are too many) is registered with :func:`register_moments`; the best objective wins. The
-    work is linear in the number of components.
+    are too many) is registered with :func:`register_moments`. The work is linear in the
+    number of components.
 
     Parameters
     ----------
@@ -480,29 +497,24 @@ def match_frames(
 
     Returns
     -------
-    frames : per component ``(A, c)`` mapping its whitened frame to the reference one
-    values : per component, the registration objective per row of the chosen match
+    per component, its registrations sorted best first (the reference: the identity only)
     """
     ref = moments[reference]
     K = ref.n.shape[0]
     R = ref.mean.shape[1]
-    frames: list[tuple[Array, Array]] = []
-    values: list[float] = []
+    out: list[list[Registration]] = []
     for g, mov in enumerate(moments):
         if g == reference:
-            frames.append((np.eye(R), np.zeros(R)))
-            values.append(0.0)
+            out.append([Registration(np.eye(R), np.zeros(R), 0.0, tuple(range(K)))])
             continue
         pre = hungarian_order(ref, mov) if math.factorial(K) > MAX_PERMUTATIONS else np.arange(K)
-        best: tuple[Array, Array, float] | None = None
+        regs = []
         for perm in candidate_permutations(K):
-            A, c, val = register_moments(ref, _permute(mov, pre[list(perm)].tolist()), rng)
-            if best is None or val < best[2]:
-                best = (A, c, val)
-        assert best is not None
-        frames.append((best[0], best[1]))
-        values.append(best[2])
-    return frames, values
+            order = pre[list(perm)].tolist()
+            A, c, value = register_moments(ref, _permute(mov, order), rng)
+            regs.append(Registration(A, c, value, tuple(order)))
+        out.append(sorted(regs, key=lambda r: r.value))
+    return out
 
 
 # ---------------------------------------------------------------------- frame refinement
@@ -645,6 +657,18 @@ def compose_frames(
     )
 
 
+def aligned_loglik(
+    scores: Sequence[Array], frames: Sequence[tuple[Array, Array]], deep: DGMMParams
+) -> float:
+    """Log-likelihood of every component's scores in its own frame: the deeper layers'
+    density of the aligned scores plus ``n_g log|det A_g|`` (change of variables)."""
+    jac = sum(
+        S.shape[0] * float(np.linalg.slogdet(A)[1])
+        for S, (A, _) in zip(scores, frames, strict=True)
+    )
+    return deep.score(apply_frames(scores, frames)) + jac
+
+
 # ---------------------------------------------------------------------- the recursion
 @dataclass(frozen=True)
 class AlignOptions:
@@ -657,6 +681,12 @@ class AlignOptions:
     em_iter : EM iterations of the deeper layers per round
     frame_step : run the frame L-BFGS (False: ablation "no frame refinement")
     align : register frames before pooling (False: ablation "whitened frames only")
+    n_alternatives : likelihood moves: per component, at most this many runner-up
+        correspondences are tried, and the reference's sub-clusters relabelled by every
+        transposition; each configuration is refitted and scored by the exact likelihood of the
+        level. Off (0) by default: on the two icbinb-like data sets where the top layer's
+        correspondence came out wrong, the wrong one scored 90-120 nats higher (docs/recover.md)
+    margin : runner-ups only within ``margin`` nats per row of the best registration
     """
 
     n_init_mfa: int = 10
@@ -664,6 +694,44 @@ class AlignOptions:
     em_iter: int = 30
     frame_step: bool = True
     align: bool = True
+    n_alternatives: int = 0
+    margin: float = 1.0
+
+
+def _alternate(
+    scores: Sequence[Array],
+    frames: Sequence[tuple[Array, Array]],
+    deep: DGMMParams,
+    opt: AlignOptions,
+) -> tuple[list[tuple[Array, Array]], DGMMParams, float]:
+    """Alternate frame L-BFGS and deeper-layer EM; return frames, deeper layers and
+    :func:`aligned_loglik`."""
+    R = scores[0].shape[1]
+    N = sum(S.shape[0] for S in scores)
+    frames = list(frames)
+    previous = -math.inf
+    for _ in range(opt.n_rounds if opt.frame_step else 1):
+        if opt.frame_step:
+            frames, _ = refine_frames(scores, frames, deep, min_rows=2 * (R + 1))
+        deep, _ = run_exact_em(apply_frames(scores, frames), deep, max_iter=opt.em_iter)
+        value = aligned_loglik(scores, frames, deep)
+        if value - previous < 1e-3 * N:
+            break
+        previous = value
+    return frames, deep, aligned_loglik(scores, frames, deep)
+
+
+def _polish(Y: Array, params: DGMMParams, opt: AlignOptions) -> tuple[DGMMParams, float]:
+    """A few exact EM iterations on this level's data; the exact log-likelihood that decides
+    between correspondences (the aligned-score likelihood ignores the noise of the scores)."""
+    params, history = run_exact_em(Y, params, max_iter=opt.em_iter)
+    return params, history[-1]
+
+
+def _then(frame: tuple[Array, Array], reg: Registration) -> tuple[Array, Array]:
+    """The affine map ``frame`` followed by ``reg``."""
+    A, c = frame
+    return reg.A @ A, reg.A @ c + reg.c
 
 
 def aligned_init(
@@ -700,28 +768,73 @@ def aligned_init(
     G2, R2 = int(n_components[1]), int(n_factors[1])
     # a component too small to estimate its sub-clusters keeps an unaligned frame
     enough = [S.shape[0] >= 4 * (R + 1) * G2 for S in scores]
-    frames = [whitening(S) if S.shape[0] > R + 1 else (np.eye(R), np.zeros(R)) for S in scores]
+    white = [whitening(S) if S.shape[0] > R + 1 else (np.eye(R), np.zeros(R)) for S in scores]
+    frames = list(white)
+    candidates: list[list[Registration]] = [[] for _ in range(G)]
     if opt.align and sum(enough) >= 2:
         moments = []
-        for S, (A, c) in zip(scores, frames, strict=True):
+        for S, (A, c) in zip(scores, white, strict=True):
             Z = S @ A.T + c
             if Z.shape[0] >= 4 * (R + 1) * G2:
                 sub, _ = fit_mfa(Z, G2, R2, rng, n_init=opt.n_init_mfa, n_fine=n_fine // G)
                 moments.append(cluster_moments(Z, hard_labels(Z, sub), G2))
         reference = int(np.argmax([m.n.sum() for m in moments]))
-        reg, values = match_frames(moments, rng, reference=reference)
-        logger.debug("level with G=%d: registration values %s", G, np.round(values, 3))
-        aligned = iter(reg)
-        for g in np.flatnonzero(enough):
-            (Ar, cr), (A, c) = next(aligned), frames[g]
-            frames[g] = (Ar @ A, Ar @ c + cr)
+        matched = match_frames(moments, rng, reference=reference)
+        for h, regs in zip(np.flatnonzero(enough).tolist(), matched, strict=True):
+            candidates[h] = regs
+            frames[h] = _then(white[h], regs[0])
+        logger.debug(
+            "level G=%d: registration values %s",
+            G,
+            [[round(r.value, 3) for r in regs] for regs in candidates],
+        )
     deep = aligned_init(apply_frames(scores, frames), n_components[1:], n_factors[1:], rng, opt)
-    if opt.frame_step:
-        previous = -math.inf
-        for _ in range(opt.n_rounds):
-            frames, value = refine_frames(scores, frames, deep, min_rows=2 * (R + 1))
-            deep, _ = run_exact_em(apply_frames(scores, frames), deep, max_iter=opt.em_iter)
-            if value - previous < 1e-3 * Y.shape[0]:
-                break
-            previous = value
-    return compose_frames(layer, frames, deep)
+    frames, deep, _ = _alternate(scores, frames, deep, opt)
+    best, value = _polish(Y, compose_frames(layer, frames, deep), opt)
+    # A correspondence the moments cannot tell apart (sub-clusters of alike shapes) is
+    # settled by the likelihood, one move at a time: relabel the reference's sub-clusters by a
+    # transposition (every other component follows), or give one component a runner-up.
+    chosen = {g: regs[0] for g, regs in enumerate(candidates) if regs}
+    lookup = {g: {r.order: r for r in regs} for g, regs in enumerate(candidates)}
+    moves: list[dict[int, Registration]] = []
+    if chosen and opt.n_alternatives > 0:
+        K = len(next(iter(chosen.values())).order)
+        for sigma in candidate_permutations(K, limit=1)[1:]:  # the transpositions
+            found = {
+                g: lookup[g].get(tuple(r.order[k] for k in sigma))
+                for g, r in chosen.items()
+                if len(candidates[g]) > 1  # the reference keeps its labels
+            }
+            move = {g: v for g, v in found.items() if v is not None}
+            if len(move) == len(found) > 0:
+                moves.append(move)
+    for g, regs in enumerate(candidates):
+        for alt in regs[1 : 1 + opt.n_alternatives]:
+            if alt.value - regs[0].value <= opt.margin:
+                moves.append({g: alt})
+    # every configuration, the current one included, is scored the same way, so that the
+    # effort spent on the current one does not bias the choice
+    reference_value = -math.inf
+    for move in ([{}] if moves else []) + moves:
+        trial = list(frames)
+        for g, reg in {**chosen, **move}.items():
+            trial[g] = _then(white[g], reg)
+        # a fresh fit of the deeper layers where it is cheap (one layer): started from the
+        # current one, it would favour the current correspondence
+        start = deep
+        if len(n_components) == 2:
+            start, _ = fit_mfa(
+                apply_frames(scores, trial), G2, R2, rng, n_init=opt.n_init_mfa, n_fine=n_fine // G
+            )
+        t_frames, t_deep, _ = _alternate(scores, trial, start, opt)
+        t_best, t_value = _polish(Y, compose_frames(layer, t_frames, t_deep), opt)
+        logger.debug("level G=%d move %s: %.1f", G, sorted(move), t_value)
+        if not move:
+            reference_value = t_value
+            if t_value > value:
+                best, value = t_best, t_value
+        elif t_value > reference_value:
+            frames, deep, best, value = t_frames, t_deep, t_best, t_value
+            reference_value = t_value
+            chosen.update(move)
+    return best

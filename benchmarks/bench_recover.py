@@ -16,7 +16,8 @@ Methods: ``default`` (``DeepGaussianMixture`` with only the architecture and
 ``random_state``: the aligned start), ``kmeans`` / ``random`` (the study's layer-wise
 starts, exact EM for up to ``--max-iter`` iterations), ``no-align`` (aligned start without the
 sub-cluster registration: whitened frames only), ``no-frame-step`` (without the L-BFGS frame
-refinement).
+refinement), ``likelihood-moves`` (with the likelihood search over ambiguous sub-cluster
+correspondences, off by default).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ OTHER_DESIGNS: dict[str, tuple[int, int, tuple[int, ...], tuple[int, ...], float
 ABLATIONS = {
     "no-align": AlignOptions(align=False),
     "no-frame-step": AlignOptions(frame_step=False),
+    "likelihood-moves": AlignOptions(n_alternatives=2),
 }
 
 

@@ -108,11 +108,11 @@ def test_register_and_match_recover_a_known_affine_map_and_correspondence(rng):
     moved = rc.transform_moments(ref, A_true, -A_true @ c)
     perm = [2, 0, 1]
     mov = rc.ClusterMoments(n=moved.n[perm], mean=moved.mean[perm], cov=moved.cov[perm])
-    frames, values = rc.match_frames([ref, mov], rng)
-    A, c_hat = frames[1]
-    np.testing.assert_allclose(A, Q, atol=5e-3)
-    np.testing.assert_allclose(c_hat, c, atol=5e-3)
-    assert values[0] == 0.0
+    regs = rc.match_frames([ref, mov], rng)
+    assert len(regs[0]) == 1 and len(regs[1]) == 6
+    assert [r.value for r in regs[1]] == sorted(r.value for r in regs[1])
+    np.testing.assert_allclose(regs[1][0].A, Q, atol=5e-3)
+    np.testing.assert_allclose(regs[1][0].c, c, atol=5e-3)
 
 
 def test_hungarian_order_matches_rotated_clusters(rng):
