@@ -3,6 +3,9 @@
 ``bayes-dgmm truth``     the study data set under its true parameters (the ceiling of inference)
 ``bayes-dgmm simulate``  draw a data set from a spec and write it as CSV
 ``bayes-dgmm reproduce`` the study's experiments (sec. 3.2 and 3.3), resumable
+``bayes-dgmm compare``   every inference method on one data set: table, figure, report
+``bayes-dgmm fit``       one method on a CSV (or the study data): fit, labels, report
+``bayes-dgmm diagnose``  label switching and multimodality of a saved Bayesian fit
 
 Every command writes into ``--out``. Errors in the input (a missing or malformed CSV, bad
 options) end the command with one line naming the problem, never a traceback.
@@ -242,6 +245,135 @@ def _reproduce(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _budget(args: argparse.Namespace) -> dict[str, Any]:
+    from bayes_dgmm.experiments.methods import DEFAULT_BUDGET, QUICK_BUDGET
+
+    budget = dict(QUICK_BUDGET if args.quick else DEFAULT_BUDGET)
+    for item in args.budget or []:
+        key, _, value = item.partition("=")
+        if key not in DEFAULT_BUDGET or not value:
+            raise ValueError(
+                f"--budget {item!r}: use KEY=VALUE with KEY one of {sorted(DEFAULT_BUDGET)}."
+            )
+        try:
+            budget[key] = int(value)
+        except ValueError:
+            raise ValueError(f"--budget {item!r}: {value!r} is not an integer.") from None
+    return budget
+
+
+def _compare(args: argparse.Namespace) -> dict[str, Any]:
+    from bayes_dgmm.experiments.compare import compare_methods
+    from bayes_dgmm.experiments.report import markdown_table
+
+    X, labels, spec = _data(args)
+    progress = _Progress("methods", args.quiet)
+    try:
+        rows = compare_methods(
+            X,
+            spec,
+            args.out,
+            methods=args.methods,
+            labels=labels,
+            budget=_budget(args),
+            random_state=args.seed,
+            n_jobs=args.n_jobs,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    cols = [
+        c
+        for c in (
+            "method",
+            "ari_path",
+            "ari_layer_1",
+            "ari_layer_2",
+            "ari_layer_3",
+            "log_likelihood",
+            "bic",
+            "seconds",
+            "n_runs",
+            "n_modes",
+            "empty_paths",
+        )
+        if any(c in r for r in rows)
+    ]
+    _emit(args, markdown_table(rows, cols))
+    _emit(args, f"wrote comparison.csv, comparison.png, fits/ and report.md to {args.out}")
+    return {"rows": rows}
+
+
+def _fit(args: argparse.Namespace) -> dict[str, Any]:
+    from bayes_dgmm.experiments.compare import plot_comparison, summarise
+    from bayes_dgmm.experiments.methods import run_method
+    from bayes_dgmm.experiments.report import (
+        Report,
+        markdown_table,
+        save_figure,
+        write_csv,
+        write_json,
+    )
+
+    X, labels, spec = _data(args)
+    result = run_method(
+        args.method,
+        X,
+        spec,
+        random_state=args.seed,
+        budget=_budget(args),
+        n_jobs=args.n_jobs,
+        progressbar=not args.quiet,
+    )
+    out = Path(args.out)
+    row = summarise(result, spec, labels)
+    if result.params is not None:
+        result.params.to_json(out / "params.json")
+        table = result.params.paths[result.paths]
+        rows = [
+            {"path": int(p), **{f"layer_{l + 1}": int(g) for l, g in enumerate(t)}}
+            for p, t in zip(result.paths, table, strict=True)
+        ]
+    else:
+        rows = [{"path": int(p)} for p in result.paths]
+    if args.method not in ("stochastic", "exact", "gmm"):
+        result.estimator.save(out / "fit.nc")
+    write_csv(out / "labels.csv", rows)
+    write_json(out / "fit.json", row)
+    save_figure(out / "fit.png", plot_comparison([row]))
+    report = Report(f"Fit of {spec.name} by {args.method}")
+    report.table([row])
+    report.write(out)
+    _emit(args, markdown_table([row]))
+    _emit(args, f"wrote params/fit, labels.csv, fit.json and report.md to {out}")
+    return row
+
+
+def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
+    from bayes_dgmm import plots
+    from bayes_dgmm.bayesian import BayesianDeepGaussianMixture
+    from bayes_dgmm.diagnostics.posterior import describe_fit, relabel_posterior
+    from bayes_dgmm.experiments.report import Report, markdown_table, save_figure, write_json
+
+    X, labels, _ = _data(args)
+    est = BayesianDeepGaussianMixture.load(args.fit)
+    verdict = describe_fit(est.idata_, X, reference_labels=labels)
+    rel = relabel_posterior(est.idata_)
+    out = Path(args.out)
+    report = Report(f"Diagnostics of {args.fit}")
+    report.section("Verdict", verdict)
+    report.table(rel.report, caption="Label switching per layer (r_hat of E[x | component]).")
+    for row in rel.report:
+        name = f"relabelling_layer_{row['layer']}.png"
+        save_figure(out / name, plots.plot_relabelling(rel, row["layer"]))
+        report.figure(name, f"Layer {row['layer']}: raw and relabelled traces")
+    report.write(out)
+    write_json(out / "diagnostics.json", {"verdict": verdict, "layers": rel.report})
+    _emit(args, verdict)
+    _emit(args, markdown_table(rel.report))
+    return {"verdict": verdict}
+
+
 def _emit(args: argparse.Namespace, text: str) -> None:
     if not getattr(args, "quiet", False):
         print(text)
@@ -312,7 +444,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no printed tables")
     p.set_defaults(func=_reproduce)
+
+    from bayes_dgmm.experiments.methods import METHODS
+
+    p = sub.add_parser(
+        "compare",
+        help="every inference method on one data set (the main job)",
+        description="Fit the DGMM by stochastic EM, exact EM, a GMM, MAP, ADVI, full-rank "
+        "ADVI, NUTS, nutpie and SMC; write comparison.csv, comparison.png, the fits and "
+        "report.md. Finished methods are saved at once; a rerun resumes.",
+    )
+    _data_options(p)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    _budget_options(p)
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("fit", help="fit one method; write the fit, labels and a report")
+    _data_options(p)
+    p.add_argument("--method", required=True, choices=list(METHODS))
+    _budget_options(p)
+    p.set_defaults(func=_fit)
+
+    p = sub.add_parser("diagnose", help="label switching and modes of a saved Bayesian fit")
+    p.add_argument("fit", type=Path, help="a fit.nc written by `fit` or `compare`")
+    _data_options(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_diagnose)
     return parser
+
+
+def _budget_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--budget",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="override a budget, e.g. --budget draws=500 chains=4",
+    )
+    p.add_argument("--quick", action="store_true", help="small budgets: a smoke test")
+    p.add_argument("--n-jobs", type=int, default=2, help="parallel restarts/chains")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or printed tables")
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:

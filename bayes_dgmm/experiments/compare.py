@@ -1,0 +1,195 @@
+"""Compare inference methods on one data set: one table, one figure, a report.
+
+For every method of :data:`~bayes_dgmm.experiments.methods.METHODS` (stochastic EM, exact EM,
+GMM, MAP, ADVI, full-rank ADVI, NUTS, nutpie, SMC): the global and per-layer ARI when labels
+are known, the log-likelihood and BIC of its point estimate, wall time, the number of distinct
+modes among its restarts or chains (partitions with mutual ARI below
+:data:`~bayes_dgmm.diagnostics.modes.SAME_MODE_ARI` count as different modes) and the number of
+empty global paths.
+
+The exact EM runs first; its best fit starts every Bayesian method except SMC (which starts
+from the prior). Each finished method is saved at once (summary in ``runs/``, the fit in
+``fits/``), so an interrupted comparison resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
+
+from bayes_dgmm.diagnostics.modes import mode_census
+from bayes_dgmm.experiments._store import RunStore
+from bayes_dgmm.experiments.methods import DEFAULT_BUDGET, METHODS, MethodResult, run_method
+from bayes_dgmm.experiments.report import Report, save_figure, write_csv
+from bayes_dgmm.metrics import layer_aris, n_occupied
+from bayes_dgmm.params import DGMMParams, path_table
+from bayes_dgmm.spec import DGMMSpec
+
+log = logging.getLogger(__name__)
+
+Array = NDArray[np.float64]
+
+
+def summarise(
+    result: MethodResult, spec: DGMMSpec, labels: NDArray[np.intp] | None = None
+) -> dict[str, Any]:
+    """One row of the comparison table for a method's result."""
+    table = path_table(spec.n_components)
+    census = mode_census(result.partitions, spec.n_components, scores=result.scores)
+    row: dict[str, Any] = {"method": result.method}
+    if labels is not None:
+        if result.method == "gmm":
+            from sklearn.metrics import adjusted_rand_score
+
+            from bayes_dgmm.params import path_index
+
+            row["ari_path"] = float(
+                adjusted_rand_score(path_index(labels, spec.n_components), result.paths)
+            )
+        else:
+            aris = layer_aris(labels, table[result.paths], spec.n_components)
+            row.update({f"ari_{k}": v for k, v in aris.items()})
+    row.update(
+        {
+            "log_likelihood": result.log_likelihood,
+            "bic": result.bic,
+            "seconds": result.seconds,
+            "n_runs": int(result.partitions.shape[0]),
+            "n_modes": census.n_modes,
+            "occupied_paths": n_occupied(result.paths, spec.n_paths),
+            "empty_paths": spec.n_paths - n_occupied(result.paths, spec.n_paths),
+        }
+    )
+    return row
+
+
+def compare_methods(
+    X: Array,
+    spec: DGMMSpec,
+    out: str | Path,
+    *,
+    methods: Sequence[str] = METHODS,
+    labels: NDArray[np.intp] | None = None,
+    budget: Mapping[str, Any] | None = None,
+    random_state: int = 0,
+    n_jobs: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    progressbar: bool = False,
+) -> list[dict[str, Any]]:
+    """Run every method, write ``comparison.csv``, ``comparison.png`` and ``report.md``.
+
+    Returns the table rows (one dict per method).
+    """
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"methods contains {bad[0]!r}; choose from {list(METHODS)}.")
+    out = Path(out)
+    store = RunStore(out)
+    fits = out / "fits"
+    fits.mkdir(parents=True, exist_ok=True)
+    budget = {**DEFAULT_BUDGET, **(budget or {})}
+    order = sorted(methods, key=lambda m: (m != "exact", METHODS.index(m)))
+    init: DGMMParams | None = None
+    rows = []
+    for i, method in enumerate(order):
+        if progress is not None:
+            progress(i, len(order))
+        key = f"compare-{method}"
+        if store.done(key):
+            row = store.load(key)
+        else:
+            log.info("compare: running %s", method)
+            needs_init = method not in ("stochastic", "exact", "gmm", "smc")
+            result = run_method(
+                method,
+                X,
+                spec,
+                random_state=random_state,
+                budget=budget,
+                init=init if needs_init else None,
+                n_jobs=n_jobs,
+                progressbar=progressbar,
+            )
+            _save_fit(result, fits)
+            row = summarise(result, spec, labels)
+            row["paths"] = result.paths.tolist()
+            store.save(key, row)
+        if method == "exact" and (fits / "exact.json").is_file():
+            init = DGMMParams.from_json(fits / "exact.json")
+        rows.append(row)
+    if progress is not None:
+        progress(len(order), len(order))
+    table = [{k: v for k, v in r.items() if k != "paths"} for r in rows]
+    write_csv(out / "comparison.csv", table)
+    save_figure(out / "comparison.png", plot_comparison(table))
+    _report(out, table, spec, X, budget)
+    return table
+
+
+def _save_fit(result: MethodResult, folder: Path) -> None:
+    if result.params is not None and result.method in ("stochastic", "exact"):
+        result.params.to_json(folder / f"{result.method}.json")
+    elif result.method not in ("stochastic", "exact", "gmm") and result.estimator is not None:
+        result.estimator.save(folder / f"{result.method}.nc")
+
+
+def plot_comparison(table: Sequence[Mapping[str, Any]]) -> Figure:
+    """ARI per layer, log-likelihood and wall time per method, side by side."""
+    fig = Figure(figsize=(14, 4), layout="constrained")
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    names = [str(r["method"]) for r in table]
+    x = np.arange(len(names))
+    ari_keys = [
+        k
+        for k in ("ari_path", "ari_layer_1", "ari_layer_2", "ari_layer_3", "ari_layer_4")
+        if any(k in r for r in table)
+    ]
+    width = 0.8 / max(len(ari_keys), 1)
+    for j, k in enumerate(ari_keys):
+        ax1.bar(x + j * width, [r.get(k, np.nan) for r in table], width, label=k)
+    ax1.set_xticks(x + 0.4 - width / 2, names, rotation=45, ha="right")
+    ax1.set_ylim(-0.05, 1.05)
+    ax1.set_ylabel("ARI")
+    if ari_keys:
+        ax1.legend(fontsize=7)
+    ax1.set_title("partition recovered")
+    ax2.bar(x, [r["log_likelihood"] for r in table], color="C2")
+    ax2.set_xticks(x, names, rotation=45, ha="right")
+    ax2.set_ylabel("log-likelihood of the point estimate")
+    lo = min(r["log_likelihood"] for r in table)
+    hi = max(r["log_likelihood"] for r in table)
+    ax2.set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
+    ax3.bar(x, [r["seconds"] for r in table], color="C3")
+    ax3.set_xticks(x, names, rotation=45, ha="right")
+    ax3.set_ylabel("wall time (s)")
+    for ax in (ax1, ax2, ax3):
+        ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def _report(
+    out: Path,
+    table: Sequence[Mapping[str, Any]],
+    spec: DGMMSpec,
+    X: Array,
+    budget: Mapping[str, Any],
+) -> None:
+    report = Report(f"Comparison of inference methods: {spec.name}")
+    report.section(
+        "Setting",
+        f"N = {X.shape[0]}, J = {X.shape[1]}, G = {spec.n_components}, R = {spec.n_factors} "
+        f"({spec.n_paths} paths). Budgets: "
+        + ", ".join(f"{k} = {v}" for k, v in budget.items())
+        + ". BIC = -2 log L + k log N (smaller is better). `n_modes` counts the distinct "
+        "partitions (mutual ARI < 0.95) among a method's restarts or chains.",
+    )
+    report.section("Table")
+    report.table(table)
+    report.figure("comparison.png", "ARI, log-likelihood and wall time per method")
+    report.write(out)

@@ -1,0 +1,338 @@
+"""One entry point per inference method, with the same summary for all of them.
+
+``run_method(method, X, spec, ...)`` fits the DGMM of ``spec`` to ``X`` by
+
+- ``"stochastic"``: the study's layer-wise stochastic EM (deepgmm), random starts;
+- ``"exact"``: the exact EM on the marginal likelihood, with the package's default start;
+- ``"gmm"``: a full-covariance Gaussian mixture with one component per path (a baseline
+  that ignores the deep structure; scikit-learn, the study's mclust VVV);
+- ``"map"``, ``"advi"``, ``"fullrank_advi"``, ``"nuts"``, ``"nutpie"``, ``"smc"``: the
+  Bayesian model of :mod:`bayes_dgmm.pymc_model`, started from an exact-EM fit;
+
+and returns a :class:`MethodResult`: the point estimate, the partition, log-likelihood, BIC,
+wall time and the partitions of its restarts or chains (to count the distinct modes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bayes_dgmm.params import DGMMParams
+from bayes_dgmm.spec import DGMMSpec
+
+Array = NDArray[np.float64]
+
+EM_METHODS = ("stochastic", "exact")
+BAYES_METHODS = ("map", "advi", "fullrank_advi", "nuts", "nutpie", "smc")
+METHODS = (*EM_METHODS, "gmm", *BAYES_METHODS)
+
+#: Default budgets, chosen so the whole comparison on the study data (N = 4000) runs in
+#: a few minutes on 2 cores; every entry can be overridden.
+DEFAULT_BUDGET: dict[str, Any] = {
+    "em_restarts": 4,
+    "em_max_iter": 200,
+    "gmm_restarts": 4,
+    "advi_iterations": 3000,
+    "vi_draws": 200,
+    "chains": 2,
+    "tune": 100,
+    "draws": 100,
+    "max_treedepth": 6,
+    "smc_draws": 200,
+}
+
+
+#: Small budgets for smoke tests (``--quick``) and the notebooks.
+QUICK_BUDGET: dict[str, Any] = {
+    "em_restarts": 2,
+    "em_max_iter": 30,
+    "gmm_restarts": 2,
+    "advi_iterations": 300,
+    "vi_draws": 50,
+    "chains": 2,
+    "tune": 20,
+    "draws": 20,
+    "max_treedepth": 4,
+    "smc_draws": 50,
+}
+
+
+@dataclass
+class MethodResult:
+    """What one inference method produced.
+
+    Attributes
+    ----------
+    method : str
+    paths : (N,) int array, the partition (global path of every observation)
+    log_likelihood : total log-likelihood of the point estimate on the data
+    bic : ``-2 log L + k log N`` of the point estimate
+    seconds : wall time of the fit
+    partitions : (R, N) int array, the partitions of every restart or chain
+    scores : (R,) array, their log-likelihoods (or log densities)
+    params : the point estimate (None for "gmm")
+    estimator : the fitted estimator
+    extra : method-specific numbers
+    """
+
+    method: str
+    paths: NDArray[np.intp]
+    log_likelihood: float
+    bic: float
+    seconds: float
+    partitions: NDArray[np.intp]
+    scores: Array
+    params: DGMMParams | None = None
+    estimator: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fit_em_restart(
+    X: Array, spec: DGMMSpec, algorithm: str, init: str, seed: int, max_iter: int
+) -> Any:
+    from threadpoolctl import threadpool_limits
+
+    from bayes_dgmm.em import DeepGaussianMixture
+
+    stopping = "fixed" if algorithm == "stochastic" else "auto"
+    with threadpool_limits(1):
+        return DeepGaussianMixture(
+            spec.n_components,
+            n_factors=spec.n_factors,
+            algorithm=algorithm,
+            init=init,
+            n_init=1,
+            max_iter=max_iter,
+            stopping=stopping,
+            random_state=seed,
+        ).fit(X)
+
+
+def fit_em_restarts(
+    X: Array,
+    spec: DGMMSpec,
+    algorithm: str,
+    *,
+    n_restarts: int,
+    max_iter: int,
+    random_state: int,
+    init: str | None = None,
+    n_jobs: int = 1,
+) -> list[Any]:
+    """Independent single-start EM fits (joblib), one seed each from ``random_state``."""
+    from joblib import Parallel, delayed
+
+    if init is None:
+        init = "random" if algorithm == "stochastic" else _default_init()
+    seeds = np.random.SeedSequence(random_state).generate_state(n_restarts)
+    return list(
+        Parallel(n_jobs=n_jobs)(
+            delayed(_fit_em_restart)(X, spec, algorithm, init, int(s), max_iter) for s in seeds
+        )
+    )
+
+
+def _default_init() -> str:
+    import inspect
+
+    from bayes_dgmm.em import DeepGaussianMixture
+
+    return str(inspect.signature(DeepGaussianMixture).parameters["init"].default)
+
+
+def run_method(
+    method: str,
+    X: Array,
+    spec: DGMMSpec,
+    *,
+    random_state: int = 0,
+    budget: Mapping[str, Any] | None = None,
+    init: Any = None,
+    n_jobs: int = 1,
+    progressbar: bool = False,
+) -> MethodResult:
+    """Fit the DGMM of ``spec`` to ``X`` by ``method`` and summarise (module docstring).
+
+    ``init`` starts the Bayesian methods (a DGMMParams or a fitted estimator); by default an
+    exact-EM fit is made first (its time is not counted in ``seconds``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not one of {list(METHODS)}.")
+    b = {**DEFAULT_BUDGET, **(budget or {})}
+    unknown = set(b) - set(DEFAULT_BUDGET)
+    if unknown:
+        raise ValueError(
+            f"budget has unknown keys {sorted(unknown)}; valid: {sorted(DEFAULT_BUDGET)}."
+        )
+    if method in EM_METHODS:
+        return _run_em(method, X, spec, b, random_state, n_jobs)
+    if method == "gmm":
+        return _run_gmm(X, spec, b, random_state)
+    return _run_bayes(method, X, spec, b, random_state, init, n_jobs, progressbar)
+
+
+def _run_em(
+    method: str, X: Array, spec: DGMMSpec, b: Mapping[str, Any], seed: int, n_jobs: int
+) -> MethodResult:
+    t0 = time.perf_counter()
+    fits = fit_em_restarts(
+        X,
+        spec,
+        method,
+        n_restarts=int(b["em_restarts"]),
+        max_iter=int(b["em_max_iter"]),
+        random_state=seed,
+        n_jobs=n_jobs,
+    )
+    seconds = time.perf_counter() - t0
+    scores = np.array([f.lower_bound_ for f in fits])
+    best = fits[int(np.argmax(scores))]
+    return MethodResult(
+        method=method,
+        paths=best.predict(X),
+        log_likelihood=float(best.lower_bound_),
+        bic=float(best.bic(X)),
+        seconds=seconds,
+        partitions=np.stack([f.predict(X) for f in fits]),
+        scores=scores,
+        params=best.params_,
+        estimator=best,
+        extra={"n_iter": [int(f.n_iter_) for f in fits]},
+    )
+
+
+def _run_gmm(X: Array, spec: DGMMSpec, b: Mapping[str, Any], seed: int) -> MethodResult:
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    fits = []
+    t0 = time.perf_counter()
+    with threadpool_limits(1):
+        for s in np.random.SeedSequence(seed).generate_state(int(b["gmm_restarts"])):
+            fits.append(
+                GaussianMixture(
+                    spec.n_paths,
+                    covariance_type="full",
+                    reg_covar=1e-6,
+                    max_iter=500,
+                    random_state=int(s),
+                ).fit(X)
+            )
+    seconds = time.perf_counter() - t0
+    scores = np.array([f.score(X) * X.shape[0] for f in fits])
+    best = fits[int(np.argmax(scores))]
+    return MethodResult(
+        method="gmm",
+        paths=best.predict(X),
+        log_likelihood=float(scores.max()),
+        bic=float(best.bic(X)),
+        seconds=seconds,
+        partitions=np.stack([f.predict(X) for f in fits]),
+        scores=scores,
+        estimator=best,
+    )
+
+
+def bayes_method_kwargs(method: str, b: Mapping[str, Any], n_jobs: int) -> dict[str, Any]:
+    """Keyword arguments of ``BayesianDeepGaussianMixture.fit`` for a budget."""
+    if method in ("advi", "fullrank_advi"):
+        return {"n": int(b["advi_iterations"]), "draws": int(b["vi_draws"])}
+    # A tree depth of 6 (64 leapfrog steps) rather than 10 bounds the cost of a draw; the
+    # posterior's rotational ridges otherwise make every trajectory run to 1024 steps.
+    nuts = {"max_treedepth": int(b["max_treedepth"])}
+    if method == "nuts":
+        return {
+            "tune": int(b["tune"]),
+            "draws": int(b["draws"]),
+            "chains": int(b["chains"]),
+            "cores": max(1, min(int(b["chains"]), n_jobs)),
+            "nuts": nuts,
+        }
+    if method == "nutpie":
+        return {
+            "tune": int(b["tune"]),
+            "draws": int(b["draws"]),
+            "chains": int(b["chains"]),
+            "nuts": nuts,
+        }
+    if method == "smc":
+        return {
+            "draws": int(b["smc_draws"]),
+            "chains": int(b["chains"]),
+            "cores": max(1, min(int(b["chains"]), n_jobs)),
+        }
+    return {}
+
+
+def _run_bayes(
+    method: str,
+    X: Array,
+    spec: DGMMSpec,
+    b: Mapping[str, Any],
+    seed: int,
+    init: Any,
+    n_jobs: int,
+    progressbar: bool,
+) -> MethodResult:
+    from bayes_dgmm.bayesian import BayesianDeepGaussianMixture
+    from bayes_dgmm.diagnostics.posterior import (
+        chain_partitions,
+        posterior_draws,
+        relabel_posterior,
+    )
+    from bayes_dgmm.em import n_free_parameters
+
+    if init is None and method != "smc":
+        fits = fit_em_restarts(
+            X,
+            spec,
+            "exact",
+            n_restarts=int(b["em_restarts"]),
+            max_iter=int(b["em_max_iter"]),
+            random_state=seed,
+            n_jobs=n_jobs,
+        )
+        init = max(fits, key=lambda f: f.lower_bound_)
+    est = BayesianDeepGaussianMixture.from_spec(spec, random_seed=seed, progressbar=progressbar)
+    t0 = time.perf_counter()
+    est.fit(
+        X,
+        method=method,
+        init=None if method == "smc" else init,
+        **bayes_method_kwargs(method, b, n_jobs),
+    )
+    seconds = time.perf_counter() - t0
+    draws, shape = posterior_draws(est.idata_)
+    # Point estimate: the draw with the highest log-likelihood. The posterior mean is no
+    # estimate here: loadings are identified only up to rotations, so averaging draws that
+    # differ by a rotation gives parameters far from any of them.
+    total = est.idata_["sample_stats"]["log_likelihood_total"].transpose("chain", "draw")
+    params = draws[int(np.argmax(total.values.ravel()))]
+    loglik = params.score(X)
+    k = n_free_parameters(X.shape[1], spec.n_components, spec.n_factors)
+    if shape[0] > 1:
+        # align labels within and across chains before averaging each chain's classification
+        draws, _ = posterior_draws(relabel_posterior(est.idata_).posterior)
+        partitions = chain_partitions(draws, shape, X)
+        scores = total.mean("draw").values
+    else:
+        partitions = est.predict(X)[None]
+        scores = np.array([loglik])
+    return MethodResult(
+        method=method,
+        paths=est.predict(X),
+        log_likelihood=float(loglik),
+        bic=float(-2 * loglik + k * np.log(X.shape[0])),
+        seconds=seconds,
+        partitions=np.asarray(partitions, dtype=np.intp),
+        scores=np.asarray(scores, dtype=float),
+        params=params,
+        estimator=est,
+        extra={"n_chains": shape[0], "n_draws": shape[1]},
+    )
