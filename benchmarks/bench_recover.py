@@ -7,10 +7,10 @@ every layer), the same for the *true* parameters (the ceiling: on overlapping da
 truth misclassifies), log-likelihood of the fit minus that of the truth, occupied paths.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_recover.py --seeds 10 --jobs 2 \
-        --out benchmarks/results
+        --out docs/recover
     # baselines and ablations on the study data
     .venv/bin/python benchmarks/bench_recover.py --data study --method kmeans random \
-        no-align no-frame-step --repeats 3 --out benchmarks/results
+        no-align no-frame-step --repeats 3 --out docs/recover
 
 Methods: ``default`` (``DeepGaussianMixture`` with only the architecture and
 ``random_state``: the aligned start), ``kmeans`` / ``random`` (the study's layer-wise

@@ -287,7 +287,9 @@ def test_stochastic_dispatch(small, stopping):
 
 def test_warns_when_not_converged(small):
     with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=2"):
-        DeepGaussianMixture((2, 2), n_factors=(3, 1), max_iter=2, random_state=0).fit(small.X)
+        DeepGaussianMixture(
+            (2, 2), n_factors=(3, 1), init="kmeans", max_iter=2, random_state=0
+        ).fit(small.X)
 
 
 # ---------------------------------------------------------------------- validation
