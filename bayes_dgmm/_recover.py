@@ -26,6 +26,10 @@ The strategy here (:func:`aligned_init`), applied recursively from layer 1 upwar
    ``log |det A_g|``);
 6. assemble the full parameters (:func:`compose_frames`) and run the exact EM to convergence.
 
+Optionally (``AlignOptions(n_alternatives > 0)``, off by default) ambiguous correspondences are
+re-decided by the exact likelihood of the level, one component at a time. Measurements and
+what did not work: ``docs/recover.md``.
+
 Every function is pure: arrays in, arrays out; randomness only through a ``Generator``.
 """
 
