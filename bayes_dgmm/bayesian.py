@@ -443,6 +443,7 @@ class BayesianDeepGaussianMixture:
         }
         assert set(attrs) == set(_SAVED_ATTRS)
         tree.attrs.update(attrs)
+        _drop_object_variables(tree)
 
         def write(tmp: Path) -> None:
             tree.to_netcdf(tmp, engine="h5netcdf")
@@ -551,3 +552,25 @@ def _log_likelihood(posterior: xr.Dataset, X: Array, spec: DGMMSpec) -> xr.Datas
             "obs": np.arange(X.shape[0]),
         },
     )
+
+
+def _drop_object_variables(tree: Any) -> None:
+    """Make a tree about to be saved storable in netCDF, in place.
+
+    SMC's per-stage statistics are ragged (object dtype: one array of stages per chain);
+    netCDF cannot store them. Each is replaced by its final-stage value, ``<name>_final``
+    (for ``log_marginal_likelihood``: the evidence estimate of each chain).
+    """
+    for node in tree.subtree:
+        for name in list(node.data_vars):
+            da = node[name]
+            if da.dtype != object:
+                continue
+            try:
+                values = [np.asarray(v, dtype=float).ravel()[-1] for v in da.values.ravel()]
+                final = np.asarray(values, dtype=np.float64).reshape(da.shape)
+            except (TypeError, ValueError, IndexError):
+                logger.info("save: dropping %s/%s (object dtype, not storable)", node.path, name)
+            else:
+                node[f"{name}_final"] = xr.Variable(da.dims, final)
+            del node[name]
