@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--skip-advi", action="store_true")
     parser.add_argument("--skip-nutpie", action="store_true")
     parser.add_argument("--modes", default="CVM,NUMBA")
+    parser.add_argument("--nutpie-draws", type=int, default=100, help="tune = draws = this")
     args = parser.parse_args()
     logging.getLogger("pymc").setLevel(logging.WARNING)
 
@@ -44,7 +45,15 @@ def main() -> None:
     from bayes_dgmm.pymc_model import build_model, params_to_point, transformed_point
 
     data = load_icbinb()
-    rows: list[tuple[str, str]] = []
+    print("PyMC DGMM model, study data N=4000 J=17 G=(3,3,2) R=(11,6,2), 1 BLAS thread")
+
+    class Rows(list):
+        # print each figure as soon as it is measured (a long run may be stopped)
+        def append(self, row: tuple[str, str]) -> None:
+            super().append(row)
+            print(f"{row[0]:<52}  {row[1]}", flush=True)
+
+    rows: list[tuple[str, str]] = Rows()
     with threadpool_limits(1):
         t0 = time.perf_counter()
         model = build_model(data.X, data.spec)
@@ -98,18 +107,23 @@ def main() -> None:
                 rows.append(("nutpie compile (numba)", f"{time.perf_counter() - t0:.1f} s"))
                 t0 = time.perf_counter()
                 nutpie.sample(
-                    compiled, draws=100, tune=100, chains=1, cores=1, seed=0, progress_bar=False
+                    compiled,
+                    draws=args.nutpie_draws,
+                    tune=args.nutpie_draws,
+                    chains=1,
+                    cores=1,
+                    seed=0,
+                    progress_bar=False,
                 )
                 t_s = time.perf_counter() - t0
-                rows.append(("nutpie 1 chain, tune=100 + draws=100", f"{t_s:.1f} s"))
+                n_it = args.nutpie_draws
+                rows.append((f"nutpie 1 chain, tune={n_it} + draws={n_it}", f"{t_s:.1f} s"))
                 rows.append(
-                    ("nutpie seconds per 100 draws (incl. tuning share)", f"{t_s / 2:.1f} s")
+                    (
+                        "nutpie seconds per 100 draws (incl. tuning share)",
+                        f"{t_s / (2 * n_it) * 100:.1f} s",
+                    )
                 )
-
-    width = max(len(k) for k, _ in rows)
-    print("PyMC DGMM model, study data N=4000 J=17 G=(3,3,2) R=(11,6,2), 1 BLAS thread")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
 
 
 if __name__ == "__main__":

@@ -260,6 +260,15 @@ def _recovery_data():
     return make_dgmm_data(300, J, COMPS, FACTS, random_state=3, separation=6.0)
 
 
+@pytest.fixture
+def real_backend():
+    # Undo the module's FAST_COMPILE: real fits use the package's default (C) backend.
+    import pytensor
+
+    with pytensor.config.change_flags(mode="Mode"):
+        yield
+
+
 def _path_ari(est, data) -> float:
     from sklearn.metrics import adjusted_rand_score
 
@@ -267,7 +276,7 @@ def _path_ari(est, data) -> float:
 
 
 @pytest.mark.slow
-def test_advi_recovers_tiny_case():
+def test_advi_recovers_tiny_case(real_backend):
     data = _recovery_data()
     est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
     t0 = time.perf_counter()
@@ -278,7 +287,7 @@ def test_advi_recovers_tiny_case():
 
 
 @pytest.mark.slow
-def test_nuts_from_em_recovers_tiny_case():
+def test_nuts_from_em_recovers_tiny_case(real_backend):
     pytest.importorskip("bayes_dgmm.em", reason="the EM estimator is not available yet")
     data = _recovery_data()
     est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
