@@ -382,12 +382,13 @@ class DGMMParams:
         )
 
     @classmethod
-    def from_named(cls, values: Any) -> DGMMParams:
+    def from_named(cls, values: Any, *, renormalise: bool = False) -> DGMMParams:
         """Parameters from per-layer names ``pi_l``, ``eta_l``, ``Lambda_l``, ``psi_l`` (l from 1).
 
         ``values`` is any mapping of arrays with those keys: a PyMC point, one posterior draw
         (an ``xarray.Dataset`` at one chain and draw). Values are taken as they are, so
-        ``from_named(p.to_named()) == p`` exactly.
+        ``from_named(p.to_named()) == p`` exactly; ``renormalise=True`` divides each layer's
+        weights by their sum (simplex transforms of samplers leave round-off).
         """
         n = 0
         while f"pi_{n + 1}" in values:
@@ -399,11 +400,12 @@ class DGMMParams:
             )
 
         def get(name: str, l: int) -> Array:
-            return np.asarray(values[f"{name}_{l}"], dtype=np.float64)
+            return np.ascontiguousarray(values[f"{name}_{l}"], dtype=np.float64)
 
         layers = range(1, n + 1)
+        pi = [get("pi", l) for l in layers]
         return cls(
-            pi=[get("pi", l) for l in layers],
+            pi=[p / p.sum() for p in pi] if renormalise else pi,
             eta=[get("eta", l) for l in layers],
             Lambda=[get("Lambda", l) for l in layers],
             psi=[get("psi", l) for l in layers],

@@ -492,25 +492,7 @@ def point_to_params(point: Mapping[str, Any]) -> DGMMParams:
     ``xarray.Dataset`` selected at one chain and draw). Weights are renormalised to sum to one
     exactly (the simplex transform leaves round-off).
     """
-    n = 0
-    while f"pi_{n + 1}" in point:
-        n += 1
-    if n == 0:
-        raise ValueError(
-            f"point has no 'pi_1' (keys {sorted(map(str, point))[:8]}...); pass a point or "
-            "posterior draw of a model built by bayes_dgmm.build_model."
-        )
-
-    def get(name: str) -> Array:
-        return np.ascontiguousarray(point[name], dtype=np.float64)
-
-    pi = [get(f"pi_{l}") for l in range(1, n + 1)]
-    return DGMMParams(
-        pi=[p / p.sum() for p in pi],
-        eta=[get(f"eta_{l}") for l in range(1, n + 1)],
-        Lambda=[get(f"Lambda_{l}") for l in range(1, n + 1)],
-        psi=[get(f"psi_{l}") for l in range(1, n + 1)],
-    )
+    return DGMMParams.from_named(point, renormalise=True)
 
 
 def params_to_point(
