@@ -247,7 +247,7 @@ class BayesianDeepGaussianMixture:
             ``map``: ``pm.find_MAP`` (the posterior holds one draw). ``advi`` /
             ``fullrank_advi``: ``pm.fit`` (keyword ``n``, default 20000 iterations), then
             ``draws`` (default 1000) draws of the approximation. ``nuts``: ``pm.sample``.
-            ``nutpie``: ``pm.sample(nuts_sampler="nutpie")`` (needs the ``nutpie`` extra).
+            ``nutpie``: ``pm.sample(nuts_sampler="nutpie")`` (Rust NUTS; a core dependency).
             ``smc``: ``pm.sample_smc`` (starts from prior draws; ``init`` is ignored).
         init : None, "em", DGMMParams or an object with ``params_``
             Start. ``None``: PyMC's default start with U(-1, 1) jitter on the unconstrained
