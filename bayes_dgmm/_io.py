@@ -26,6 +26,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
+
     def write(tmp: Path) -> None:
         tmp.write_text(text)
 
