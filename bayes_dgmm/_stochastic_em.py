@@ -90,6 +90,7 @@ from numpy.typing import NDArray
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_triangular
 from scipy.special import logsumexp
 
+from bayes_dgmm._em_exact import variance_floor
 from bayes_dgmm._linalg import lowrank_logpdf
 from bayes_dgmm.params import DGMMParams
 
@@ -341,8 +342,7 @@ def update_layer(
 
 def _psi_floor(Y: Array, reg_psi: float) -> Array:
     """``reg_psi * var(y_j)`` per coordinate (``reg_psi`` itself where a variance is 0)."""
-    var = Y.var(axis=0)
-    return reg_psi * np.where(var > 0, var, 1.0)
+    return variance_floor(Y.var(axis=0), reg_psi)
 
 
 # --------------------------------------------------------------------------- public

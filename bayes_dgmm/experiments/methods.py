@@ -16,7 +16,7 @@ wall time and the partitions of its restarts or chains (to count the distinct mo
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,18 +94,31 @@ class MethodResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _fit_em_restart(
-    X: Array, spec: DGMMSpec, algorithm: str, init: str, seed: int, max_iter: int
+def fit_single_em(
+    X: Array,
+    n_components: Sequence[int],
+    n_factors: Sequence[int],
+    algorithm: str,
+    init: str,
+    seed: int,
+    max_iter: int,
+    stopping: str | None = None,
 ) -> Any:
+    """One EM fit from one start (BLAS pinned to one thread); the unit of every experiment.
+
+    ``stopping`` defaults to "fixed" for the stochastic EM (the study ran 200 iterations)
+    and to the estimator's rule for the exact EM.
+    """
     from threadpoolctl import threadpool_limits
 
     from bayes_dgmm.em import DeepGaussianMixture
 
-    stopping = "fixed" if algorithm == "stochastic" else "auto"
+    if stopping is None:
+        stopping = "fixed" if algorithm == "stochastic" else "auto"
     with threadpool_limits(1):
         return DeepGaussianMixture(
-            spec.n_components,
-            n_factors=spec.n_factors,
+            tuple(n_components),
+            n_factors=tuple(n_factors),
             algorithm=algorithm,
             init=init,
             n_init=1,
@@ -134,7 +147,10 @@ def fit_em_restarts(
     seeds = np.random.SeedSequence(random_state).generate_state(n_restarts)
     return list(
         Parallel(n_jobs=n_jobs)(
-            delayed(_fit_em_restart)(X, spec, algorithm, init, int(s), max_iter) for s in seeds
+            delayed(fit_single_em)(
+                X, spec.n_components, spec.n_factors, algorithm, init, int(s), max_iter
+            )
+            for s in seeds
         )
     )
 

@@ -61,20 +61,10 @@ def fit_dgmm_run(
     labels: NDArray[np.intp] | None = None,
 ) -> dict[str, Any]:
     """One DGMM fit from one start; the summary that an experiment stores."""
-    from bayes_dgmm.em import DeepGaussianMixture
+    from bayes_dgmm.experiments.methods import fit_single_em
 
-    est = DeepGaussianMixture(
-        tuple(n_components),
-        n_factors=tuple(n_factors),
-        algorithm=algorithm,
-        init=init,
-        n_init=1,
-        max_iter=max_iter,
-        stopping=stopping,
-        random_state=seed,
-    )
     t0 = time.perf_counter()
-    est.fit(X)
+    est = fit_single_em(X, n_components, n_factors, algorithm, init, seed, max_iter, stopping)
     seconds = time.perf_counter() - t0
     paths = est.predict(X)
     n_paths = est.params_.n_paths
