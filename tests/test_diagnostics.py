@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from helpers import jitter
 from sklearn.metrics import adjusted_rand_score
 
 from bayes_dgmm import DGMMParams, simulate
@@ -21,12 +22,7 @@ def truth():
 
 
 def _jitter(params, rng, scale=0.02):
-    return DGMMParams(
-        pi=params.pi,
-        eta=[e + rng.normal(0, scale, e.shape) for e in params.eta],
-        Lambda=[lam + rng.normal(0, scale, lam.shape) for lam in params.Lambda],
-        psi=[s * np.exp(rng.normal(0, scale, s.shape)) for s in params.psi],
-    )
+    return jitter(params, rng, scale)
 
 
 def _injected_draws(params, n_draws, rng):

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import jitter
 
 from bayes_dgmm import DGMMParams, simulate
 from bayes_dgmm.diagnostics.posterior import (
@@ -22,12 +23,7 @@ def truth():
 
 
 def _jitter(params, rng, scale=0.01):
-    return DGMMParams(
-        pi=params.pi,
-        eta=[e + rng.normal(0, scale, e.shape) for e in params.eta],
-        Lambda=[lam + rng.normal(0, scale, lam.shape) for lam in params.Lambda],
-        psi=[s * np.exp(rng.normal(0, scale, s.shape)) for s in params.psi],
-    )
+    return jitter(params, rng, scale)
 
 
 def _tree(chains):
