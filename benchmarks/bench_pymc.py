@@ -15,19 +15,10 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Callable
 
 import numpy as np
+from _timing import best_time
 from threadpoolctl import threadpool_limits
-
-
-def best_time(fn: Callable[[], object], repeat: int = 7) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

@@ -9,21 +9,11 @@ quadratically (~9) or cubically. BLAS is pinned to one thread.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+from _timing import best_time
 from threadpoolctl import threadpool_limits
 
 from bayes_dgmm import DGMMParams
-
-
-def best_time(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
