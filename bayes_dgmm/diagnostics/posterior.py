@@ -86,13 +86,22 @@ def default_pivot(data: Any) -> int:
                     values = stats[name].transpose("chain", "draw").values.ravel()
                     if np.all(np.isfinite(values)):
                         return int(np.argmax(values))
-        if "log_likelihood" in data.children:
-            ll = data["log_likelihood"].to_dataset()
-            if ll.data_vars:
-                da = next(iter(ll.data_vars.values()))
-                other = [d for d in da.dims if d not in ("chain", "draw")]
-                return int(np.argmax(da.sum(other).transpose("chain", "draw").values.ravel()))
+        total = total_log_likelihood(data)
+        if total is not None:
+            return int(np.argmax(total.values.ravel()))
     return 0
+
+
+def total_log_likelihood(data: Any) -> xr.DataArray | None:
+    """Summed pointwise log-likelihood per draw, dims (chain, draw), or None without one."""
+    if not isinstance(data, xr.DataTree) or "log_likelihood" not in data.children:
+        return None
+    ll = data["log_likelihood"].to_dataset()
+    if not ll.data_vars:
+        return None
+    da = next(iter(ll.data_vars.values()))
+    other = [d for d in da.dims if d not in ("chain", "draw")]
+    return da.sum(other).transpose("chain", "draw")
 
 
 def identified_quantities(
@@ -255,12 +264,8 @@ def chain_census(
     rel = relabelling or relabel_posterior(data)
     draws, shape = posterior_draws(rel.posterior)
     parts = chain_partitions(draws, shape, X)
-    scores = None
-    if isinstance(data, xr.DataTree) and "log_likelihood" in data.children:
-        ll = data["log_likelihood"].to_dataset()
-        da = next(iter(ll.data_vars.values()))
-        other = [d for d in da.dims if d not in ("chain", "draw")]
-        scores = da.sum(other).mean("draw").transpose("chain").values
+    total = total_log_likelihood(data)
+    scores = None if total is None else total.mean("draw").values
     return mode_census(
         parts,
         draws[0].n_components,
