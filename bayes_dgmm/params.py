@@ -373,6 +373,30 @@ class DGMMParams:
             psi.append(rng.uniform(0.3, 1.0, size=(g, r_in)))
         return cls(pi=pi, eta=eta, Lambda=lam, psi=psi)
 
+    def anchored(self) -> DGMMParams:
+        """The same distribution with every latent layer's location and scale pinned.
+
+        The likelihood is unchanged when the scores ``z^(l)`` of an intermediate layer
+        (``1 <= l < L``) are moved to ``a * (z^(l) + b)`` (``a > 0`` per factor) and the
+        layers on either side absorb it: ``eta_(l+1) -> a (eta_(l+1) + b)``,
+        ``Lambda_(l+1) -> diag(a) Lambda_(l+1)``, ``psi_(l+1) -> a**2 psi_(l+1)``,
+        ``eta_l -> eta_l - Lambda_l b``, ``Lambda_l -> Lambda_l diag(1 / a)``. This returns the
+        member of that family whose layers ``l >= 2`` have intercepts summing to zero over the
+        components and noise variances with geometric mean one over the components, per
+        factor (the anchoring of :func:`bayes_dgmm.pymc_model.build_model`). Layers are
+        processed from the top down, so anchoring a layer leaves the ones above anchored.
+        """
+        out = self.copy()
+        for l in range(self.n_layers - 1, 0, -1):  # 0-based index of layers L .. 2
+            b = -out.eta[l].mean(axis=0)
+            a = np.exp(-0.5 * np.log(out.psi[l]).mean(axis=0))
+            out.eta[l] = a * (out.eta[l] + b)
+            out.Lambda[l] = a[None, :, None] * out.Lambda[l]
+            out.psi[l] = a**2 * out.psi[l]
+            out.eta[l - 1] = out.eta[l - 1] - out.Lambda[l - 1] @ b
+            out.Lambda[l - 1] = out.Lambda[l - 1] / a[None, None, :]
+        return out
+
     def copy(self) -> DGMMParams:
         return DGMMParams(
             pi=[a.copy() for a in self.pi],

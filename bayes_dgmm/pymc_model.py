@@ -19,21 +19,36 @@ Variables (layer ``l = 1..L``; ``R_0 = J``; dims in brackets)
     Component weights, ``Dirichlet(pi_alpha * ones)`` (a constant ``[1.0]`` when G_l = 1).
 ``eta_l`` [component_l, factor_{l-1}]  (``factor_0`` is called ``feature``)
     Intercepts. Layer 1: ``Normal(mean(x_j), eta_1_scale * sd(x_j))``;
-    layers >= 2: ``Normal(0, eta_scale)``.
+    layers >= 2: ``eta_l = eta_l_raw - mean_g eta_l_raw`` with ``eta_l_raw ~ Normal(0,
+    eta_scale)`` (anchoring, below).
 ``Lambda_l`` [component_l, factor_{l-1}, factor_l]
     Loadings. Layer 1: ``Normal(0, Lambda_1_scale * sd(x_j))`` (row ``j``);
     layers >= 2: ``Normal(0, Lambda_scale)``.
 ``psi_l`` [component_l, factor_{l-1}]
     Noise *variances*. Layer 1: ``LogNormal(log(psi_1_scale * var(x_j)), psi_log_sd)``;
-    layers >= 2: ``LogNormal(log(psi_scale), psi_log_sd)``. Sampled on the log scale.
+    layers >= 2: ``psi_l = psi_l_raw / geomean_g psi_l_raw`` with ``psi_l_raw ~
+    LogNormal(log(psi_scale), psi_log_sd)``. Sampled on the log scale.
 ``x`` [obs, feature]
     The observations (``pm.Data`` named ``X``), with a ``CustomDist`` likelihood whose
     pointwise log density (one value per observation) is what ``pm.compute_log_likelihood``
     stores, so ArviZ LOO/WAIC work.
 
-The scale of the latent scores above layer 1 is not identified by the likelihood
-(``z^(1) -> c z^(1)`` is absorbed by ``Lambda_1``); the unit-scale priors of layers >= 2 fix
-it softly. The defaults are weakly informative: every prior is wide on the data's scale.
+Anchoring of the latent layers
+------------------------------
+The likelihood does not identify the location and scale of an intermediate score
+``z^(l-1)`` (``2 <= l <= L``): moving it to ``a * (z + b)`` is absorbed by ``eta_(l-1)``,
+``Lambda_(l-1)`` below and ``eta_l``, ``Lambda_l``, ``psi_l`` above
+(:meth:`bayes_dgmm.params.DGMMParams.anchored`). Left free, these 2 R_(l-1) directions form
+curved ridges (``eta_1 + Lambda_1 eta_2`` constant, say) on which NUTS needs trees of depth 8-10.
+The model therefore pins them: for layers ``l >= 2`` the intercepts sum to zero over the
+components and the noise variances have geometric mean one per factor. Every DGMM has exactly
+one such representative, so no distribution is lost, and the projection is symmetric in the
+components, so label switching is untouched. The raw variables keep one redundant direction
+each (a common shift of ``eta_l_raw``, of ``log psi_l_raw``) along which the posterior is the
+prior: a straight, well-scaled direction. Because ``psi_l`` has geometric mean one, ``eta_l`` and
+``Lambda_l`` are in units of the layer's noise, which can be large for well-separated
+components; hence the wide defaults ``eta_scale = 10``, ``Lambda_scale = 5``.
+The defaults are weakly informative: every prior is wide on the data's scale.
 ``psi_log_sd = 5`` lets ``psi_1`` range from about 1e-7 to 20 times var(x) (95%), which covers
 the study data (1e-8.3 .. 1e-5.3 of var(x)).
 
@@ -83,11 +98,11 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 PRIOR_DEFAULTS: dict[str, float] = {
     "pi_alpha": 1.0,
     "eta_1_scale": 1.0,
-    "eta_scale": 2.0,
+    "eta_scale": 10.0,
     "Lambda_1_scale": 1.0,
-    "Lambda_scale": 1.0,
+    "Lambda_scale": 5.0,
     "psi_1_scale": 1e-3,
-    "psi_scale": 0.1,
+    "psi_scale": 1.0,
     "psi_log_sd": 5.0,
 }
 
@@ -413,13 +428,19 @@ def build_model(
                 init = np.tile(eta_mu, (G, 1))
                 init[:, 0] += np.linspace(-1.0, 1.0, G) * eta_sd[0]
                 eta_kw = {"transform": OrderedFirstColumn(), "initval": init}
+            anchor = l >= 2
             eta_l = pm.Normal(
-                f"eta_{l}",
+                f"eta_{l}_raw" if anchor else f"eta_{l}",
                 mu=np.tile(eta_mu, (G, 1)),
                 sigma=np.tile(eta_sd, (G, 1)),
                 dims=(comp, din),
                 **eta_kw,
             )
+            if anchor:
+                # Location anchoring of z^(l-1): intercepts sum to zero over components.
+                eta_l = pm.Deterministic(
+                    f"eta_{l}", eta_l - eta_l.mean(axis=0, keepdims=True), dims=(comp, din)
+                )
 
             if constraint == "lower_triangular":
                 lam_l = _lower_triangular_loadings(l, G, lam_sd, (comp, din, dout))
@@ -431,11 +452,19 @@ def build_model(
                     dims=(comp, din, dout),
                 )
             psi_l = pm.LogNormal(
-                f"psi_{l}",
+                f"psi_{l}_raw" if anchor else f"psi_{l}",
                 mu=np.tile(psi_mu, (G, 1)),
                 sigma=hyper["psi_log_sd"],
                 dims=(comp, din),
             )
+            if anchor:
+                # Scale anchoring of z^(l-1): noise variances have geometric mean one.
+                log_psi = pt.log(psi_l)
+                psi_l = pm.Deterministic(
+                    f"psi_{l}",
+                    pt.exp(log_psi - log_psi.mean(axis=0, keepdims=True)),
+                    dims=(comp, din),
+                )
             params += [pi_l, eta_l, lam_l, psi_l]
 
         logp, random, signature = _likelihood_fns(comps, facts)
@@ -515,10 +544,11 @@ def params_to_point(
             f"params has {L} layers but the model has {n_layers_of(model)}; use parameters of "
             "the model's architecture."
         )
-    pi = [p.copy() for p in params.pi]
-    eta = [e.copy() for e in params.eta]
-    lam = [a.copy() for a in params.Lambda]
-    psi = [s.copy() for s in params.psi]
+    anchored = params.anchored()
+    pi = [p.copy() for p in anchored.pi]
+    eta = [e.copy() for e in anchored.eta]
+    lam = [a.copy() for a in anchored.Lambda]
+    psi = [s.copy() for s in anchored.psi]
     if constraint == "ordered":
         for l in range(L):
             order = np.argsort(eta[l][:, 0], kind="stable")
@@ -536,8 +566,10 @@ def params_to_point(
     for l in range(1, L + 1):
         if f"pi_{l}" in model.named_vars and model[f"pi_{l}"] in model.free_RVs:
             point[f"pi_{l}"] = pi[l - 1]
-        point[f"eta_{l}"] = eta[l - 1]
-        point[f"psi_{l}"] = psi[l - 1]
+        # Anchored values satisfy the anchoring exactly, so they are their own raw values.
+        suffix = "_raw" if l >= 2 else ""
+        point[f"eta_{l}{suffix}"] = eta[l - 1]
+        point[f"psi_{l}{suffix}"] = psi[l - 1]
         if constraint == "lower_triangular":
             a = lam[l - 1]
             if l == L:

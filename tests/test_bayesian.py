@@ -192,10 +192,53 @@ def test_init_params_become_initvals_and_model_is_reused(data, mock_pm_sample):
     for k in expected:
         np.testing.assert_array_equal(got[k], expected[k])
     model = est.model_
-    est.fit(X[:20], method="nutpie", init=est, draws=3, chains=1)  # estimator as init
+    est.fit(X[:20], method="nuts", init=est, draws=3, chains=1)  # estimator as init
     assert est.model_ is model  # built once, data swapped
     assert est.idata_["log_likelihood"]["x"].sizes["obs"] == 20
-    assert mock_pm_sample[-1]["nuts_sampler"] == "nutpie"
+
+
+def test_nutpie_samples_the_c_backend_density(data, monkeypatch):
+    # nutpie is driven by the package's own compiled log density (bayes_dgmm._nutpie); a
+    # fake nutpie.sample evaluates what nutpie would see at the start and checks it against
+    # PyMC's own compiled log density and gradient.
+    import nutpie
+
+    from bayes_dgmm.pymc_model import transformed_point
+
+    truth, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=1, progressbar=False)
+    seen: dict = {}
+
+    def fake_sample(compiled, *, draws, tune, chains, **kw):
+        x0 = compiled._make_initial_points(0)
+        value, grad = compiled._make_logp_func()(x0)
+        expanded = compiled._make_expand_func(0, 0, 0)(x0)
+        seen.update(value=value, grad=grad, expanded=expanded, kw=kw, n=len(x0))
+        idata = mock_sample(draws=draws, chains=chains, model=est.model_, random_seed=0)
+        stats = xr.Dataset(
+            {"depth": (("chain", "draw"), np.full((chains, draws), 3))},
+            coords={"chain": np.arange(chains), "draw": np.arange(draws)},
+        )
+        idata["sample_stats"] = stats
+        return idata
+
+    monkeypatch.setattr(nutpie, "sample", fake_sample)
+    est.fit(X, method="nutpie", init=truth, draws=3, chains=2, nuts={"max_treedepth": 5})
+    model = est.model_
+    point = transformed_point(model, params_to_point(truth, model))
+    assert seen["value"] == pytest.approx(float(model.compile_logp()(point)), rel=1e-10)
+    expected_grad = np.ravel(model.compile_dlogp()(point))
+    np.testing.assert_allclose(seen["grad"], expected_grad, rtol=1e-8, atol=1e-10)
+    anchored = truth.anchored()
+    np.testing.assert_allclose(seen["expanded"]["eta_2"], anchored.eta[1], rtol=1e-10)
+    np.testing.assert_allclose(seen["expanded"]["Lambda_1"], anchored.Lambda[0], rtol=1e-10)
+    assert seen["kw"]["maxdepth"] == 5
+    assert "tree_depth" in est.idata_["sample_stats"]
+    compiled = est._nutpie_compiled
+    est.fit(X[:20], method="nutpie", init=truth, draws=3, chains=1)
+    assert est._nutpie_compiled is compiled  # compiled once, reused with new data
+    with pytest.raises(ValueError, match=r"understands max_treedepth and target_accept"):
+        est.fit(X, method="nutpie", draws=3, chains=1, nuts={"step_scale": 0.1})
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -292,8 +335,21 @@ def test_nuts_from_em_recovers_tiny_case(real_backend):
     data = _recovery_data()
     est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
     t0 = time.perf_counter()
-    est.fit(data.X, method="nuts", init="em", draws=300, tune=300, chains=2, cores=1)
+    est.fit(data.X, method="nutpie", init="em", draws=200, tune=200, chains=2)
     ari = _path_ari(est, data)
-    print(f"NUTS from EM: path ARI {ari:.3f}, {time.perf_counter() - t0:.0f} s")
+    print(f"NUTS (nutpie) from EM: path ARI {ari:.3f}, {time.perf_counter() - t0:.0f} s")
     assert ari >= 0.95
     assert int(est.idata_["sample_stats"]["diverging"].sum()) < 30
+
+
+def test_smc_with_fewer_particles_than_parameters_is_refused(data):
+    from bayes_dgmm.bayesian import n_free_variables
+
+    _, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, progressbar=False)
+    with pytest.raises(ValueError, match=r"draws=10 particles, but the model has \d+ free"):
+        est.fit(X, method="smc", draws=10)
+    # Counted by hand: per layer G (eta R_in + Lambda R_in R + psi R_in) + (G - 1) weights
+    # (the raw eta/psi of layers >= 2 carry the anchoring's redundant directions).
+    by_hand = 2 * (5 + 5 * 2 + 5) + 1 + 2 * (2 + 2 * 1 + 2) + 1
+    assert n_free_variables(est.model_) == by_hand == 54

@@ -47,6 +47,27 @@ def test_compare_em_and_gmm(tiny, tmp_path):
     assert (tmp_path / "runs" / "compare-exact.json").stat().st_mtime_ns == stamp
 
 
+def test_method_the_budget_cannot_run_is_reported_not_fatal(tiny, tmp_path):
+    import pytensor
+
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        rows = compare_methods(
+            tiny.X,
+            SPEC,
+            tmp_path,
+            methods=["gmm", "smc"],
+            labels=tiny.labels,
+            budget={**BUDGET, "smc_draws": 10},
+            n_jobs=1,
+        )
+    assert [r["method"] for r in rows] == ["gmm", "smc"]
+    assert "ari_path" in rows[0]
+    assert "draws=10 particles, but the model has 54 free parameters" in rows[1]["skipped"]
+    report = (tmp_path / "report.md").read_text()
+    assert "Not run at this budget" in report and "**smc**" in report
+    assert not (tmp_path / "runs" / "compare-smc.json").exists()  # a rerun will try again
+
+
 def test_run_method_errors(tiny):
     with pytest.raises(ValueError, match="method='vb' is not one of"):
         run_method("vb", tiny.X, SPEC)

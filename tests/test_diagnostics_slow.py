@@ -1,38 +1,71 @@
-"""Diagnostics on real NUTS runs (slow: real sampling)."""
+"""Diagnostics on real NUTS runs (slow: real sampling, a few minutes each)."""
 
 import numpy as np
 import pytest
 import xarray as xr
+from sklearn.metrics import adjusted_rand_score
 
 from bayes_dgmm import BayesianDeepGaussianMixture, DeepGaussianMixture
 from bayes_dgmm.datasets import make_dgmm_data
 from bayes_dgmm.diagnostics import RHAT_OK, describe_fit, permute_layers, relabel_posterior
 
+COMPS, FACTS = (2, 2), (2, 1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_dgmm_data(300, 5, COMPS, FACTS, random_state=3, separation=5.0)
+
+
+@pytest.fixture(scope="module")
+def em(data):
+    return DeepGaussianMixture(COMPS, n_factors=FACTS, n_init=2, random_state=0).fit(data.X)
+
+
+def _chains_from(data, starts, seed=1):
+    """One nutpie chain per start (the same compiled model), joined into one posterior."""
+    bayes = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=seed, progressbar=False)
+    chains = []
+    for c, start in enumerate(starts):
+        bayes.fit(
+            data.X, method="nutpie", init=start, tune=200, draws=200, chains=1,
+            nuts={"max_treedepth": 7},
+        )  # fmt: skip
+        chains.append(bayes.idata_["posterior"].to_dataset().assign_coords(chain=[c]))
+    return xr.DataTree.from_dict({"posterior": xr.concat(chains, dim="chain")})
+
 
 @pytest.mark.slow
-def test_real_nuts_chains_in_two_labellings_are_label_switching_only():
-    data = make_dgmm_data(300, 5, (2, 2), (2, 1), random_state=3, separation=5.0)
-    em = DeepGaussianMixture((2, 2), n_factors=(2, 1), n_init=2, random_state=0).fit(data.X)
+def test_real_nuts_chains_in_two_labellings_are_label_switching_only(data, em):
     swapped = permute_layers(em.params_, [np.array([1, 0]), np.array([1, 0])])
-    bayes = BayesianDeepGaussianMixture((2, 2), (2, 1), random_seed=1, progressbar=False)
-    chains = []
-    for c, start in enumerate([em.params_, swapped]):
-        bayes.fit(
-            data.X,
-            method="nuts",
-            init=start,
-            tune=300,
-            draws=300,
-            chains=1,
-            nuts={"max_treedepth": 6},
-        )
-        chains.append(bayes.idata_["posterior"].to_dataset().assign_coords(chain=[c]))
-    tree = xr.DataTree.from_dict({"posterior": xr.concat(chains, dim="chain")})
+    tree = _chains_from(data, [em.params_, swapped])
     rel = relabel_posterior(tree)
     for row in rel.report:
         assert row["chains_relabelled"] == [1]
         assert row["rhat_raw"] > 1.5
         assert row["rhat_relabelled"] < RHAT_OK
     text = describe_fit(tree, data.X, reference_labels=data.labels)
+    print(text)
     assert text.startswith("label switching only"), text
     assert "same mode up to a relabelling of layers 1 and 2" in text
+
+
+@pytest.mark.slow
+def test_real_nuts_chains_in_two_modes_are_multimodal(data, em):
+    # A second start in another mode: the best of the single random EM starts whose partition
+    # disagrees most with the good fit (found by EM itself, no labels used).
+    best = em.predict(data.X)
+    others = [
+        DeepGaussianMixture(
+            COMPS, n_factors=FACTS, init="random", n_init=1, max_iter=100, random_state=s
+        ).fit(data.X)
+        for s in range(8)
+    ]
+    other = min(others, key=lambda f: adjusted_rand_score(best, f.predict(data.X)))
+    ari_start = adjusted_rand_score(best, other.predict(data.X))
+    assert ari_start < 0.9, ari_start
+    tree = _chains_from(data, [em.params_, other.params_])
+    text = describe_fit(tree, data.X, reference_labels=data.labels)
+    print(text)
+    assert text.startswith("multimodal"), text
+    assert "chain 1 is a different mode" in text

@@ -179,3 +179,27 @@ def test_shape_errors(rng):
         good.score_samples(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="NaN or infinite"):
         good.score_samples(np.full((3, 6), np.nan))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_anchored_keeps_the_distribution_and_pins_location_and_scale(depth):
+    comps, facts = [((3,), (2,)), ((2, 3), (3, 2)), ((2, 2, 2), (4, 2, 1))][depth - 1]
+    params = DGMMParams.random(6, comps, facts, random_state=depth)
+    X, _ = params.sample(200, random_state=0)
+    anchored = params.anchored()
+    np.testing.assert_allclose(anchored.score_samples(X), params.score_samples(X), rtol=1e-10)
+    for l in range(1, depth):
+        np.testing.assert_allclose(anchored.eta[l].sum(axis=0), 0.0, atol=1e-10)
+        np.testing.assert_allclose(np.log(anchored.psi[l]).mean(axis=0), 0.0, atol=1e-12)
+    # the global GMM is the same object, path by path
+    g0, g1 = params.global_gmm(), anchored.global_gmm()
+    np.testing.assert_allclose(g1.means, g0.means, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(g1.covariances, g0.covariances, rtol=1e-10, atol=1e-10)
+    # anchoring is idempotent
+    again = anchored.anchored()
+    for a, b in zip(
+        again.eta + again.Lambda + again.psi,
+        anchored.eta + anchored.Lambda + anchored.psi,
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -303,3 +303,25 @@ def test_prior_keys_documented_in_the_study_spec():
     text = (Path(__file__).resolve().parents[1] / "models" / "icbinb-sec3.toml").read_text()
     documented = dict(re.findall(r"^#\s+(\w+) = ([0-9.e-]+)", text, flags=re.M))
     assert {k: float(v) for k, v in documented.items()} == PRIOR_DEFAULTS
+
+
+def test_raw_redundant_directions_leave_the_likelihood_unchanged():
+    # A common shift of eta_l_raw (and of log psi_l_raw) over the components is the anchoring's
+    # redundant direction: the pointwise likelihood must not move, the prior must.
+    c = Compiled(3, None)
+    base = c.random_points(1, seed=5)[0]
+    _, prior0, pointwise0, _ = c.evaluate(base)
+    moved = dict(base)
+    rng = np.random.default_rng(0)
+    for l in (2, 3):
+        shift = rng.normal(size=base[f"eta_{l}_raw"].shape[1])
+        moved[f"eta_{l}_raw"] = base[f"eta_{l}_raw"] + shift
+        moved[f"psi_{l}_raw_log__"] = base[f"psi_{l}_raw_log__"] + rng.normal(
+            size=base[f"psi_{l}_raw_log__"].shape[1]
+        )
+    _, prior1, pointwise1, params1 = c.evaluate(moved)
+    np.testing.assert_allclose(pointwise1, pointwise0, rtol=1e-10)
+    assert abs(prior1 - prior0) > 1e-3
+    for l in (1, 2):
+        np.testing.assert_allclose(params1.eta[l].sum(axis=0), 0.0, atol=1e-10)
+        np.testing.assert_allclose(np.log(params1.psi[l]).mean(axis=0), 0.0, atol=1e-12)

@@ -106,16 +106,24 @@ def compare_methods(
         else:
             log.info("compare: running %s", method)
             needs_init = method not in ("stochastic", "exact", "gmm", "smc")
-            result = run_method(
-                method,
-                X,
-                spec,
-                random_state=random_state,
-                budget=budget,
-                init=init if needs_init else None,
-                n_jobs=n_jobs,
-                progressbar=progressbar,
-            )
+            try:
+                result = run_method(
+                    method,
+                    X,
+                    spec,
+                    random_state=random_state,
+                    budget=budget,
+                    init=init if needs_init else None,
+                    n_jobs=n_jobs,
+                    progressbar=progressbar,
+                )
+            except ValueError as exc:
+                # A budget this method cannot run with (e.g. SMC with fewer particles than
+                # parameters): say so in the table and go on; not stored, so a rerun with a
+                # larger budget runs it.
+                log.warning("compare: %s skipped: %s", method, exc)
+                rows.append({"method": method, "skipped": str(exc)})
+                continue
             _save_fit(result, fits)
             row = summarise(result, spec, labels)
             row["paths"] = result.paths.tolist()
@@ -127,7 +135,7 @@ def compare_methods(
         progress(len(order), len(order))
     table = [{k: v for k, v in r.items() if k != "paths"} for r in rows]
     write_csv(out / "comparison.csv", table)
-    save_figure(out / "comparison.png", plot_comparison(table))
+    save_figure(out / "comparison.png", plot_comparison([r for r in table if "skipped" not in r]))
     _report(out, table, spec, X, budget)
     return table
 
@@ -190,6 +198,12 @@ def _report(
         "partitions (mutual ARI < 0.95) among a method's restarts or chains.",
     )
     report.section("Table")
-    report.table(table)
+    report.table([r for r in table if "skipped" not in r])
+    skipped = [r for r in table if "skipped" in r]
+    if skipped:
+        report.section(
+            "Not run at this budget",
+            "\n".join(f"- **{r['method']}**: {r['skipped']}" for r in skipped),
+        )
     report.figure("comparison.png", "ARI, log-likelihood and wall time per method")
     report.write(out)

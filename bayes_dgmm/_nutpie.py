@@ -1,0 +1,129 @@
+"""nutpie's Rust NUTS driven by PyTensor's C backend instead of Numba.
+
+``nutpie.compile_pymc_model`` compiles the log density with PyTensor's Numba backend. On the
+study model that compile took about 220 s and the compiled gradient ran about 10x slower than
+the C backend (``benchmarks/bench_pymc.py``). nutpie also accepts any Python function that
+returns the log density and its gradient (``nutpie.compiled_pyfunc.from_pyfunc``), so this
+module compiles the joined log density and gradient with the C backend (``"CVM"``, cached on
+disk across sessions) and hands nutpie that function. The sampler, its adaptation and its
+output (an ``xarray.DataTree``) are nutpie's own; only the gradient code differs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
+    """A nutpie model of the PyMC ``model`` whose log density runs in PyTensor's ``mode``.
+
+    Chains start from PyMC's initial point with U(-1, 1) jitter; give another start with
+    ``dataclasses.replace(compiled, _make_initial_points=initial_point_function(model, start))``
+    (no recompilation). The data are read from the model's shared ``X`` at every call, so
+    ``pm.set_data`` on the model needs no recompilation either.
+    """
+    import pytensor.tensor as pt
+    from nutpie.compiled_pyfunc import from_pyfunc
+    from pymc.pytensorf import compile as compile_pymc
+    from pytensor.graph import clone_replace
+
+    from bayes_dgmm.pymc_model import compile_mode
+
+    mode = mode or compile_mode()
+    value_vars, shapes = _value_vars_and_shapes(model)
+    sizes = [math.prod(s) for s in shapes]
+    n_dim = int(sum(sizes))
+    offsets = np.cumsum([0, *sizes])
+
+    joined = pt.TensorType("float64", shape=(n_dim,))(name="_unconstrained_point")
+    replacements = {
+        v: joined[offsets[i] : offsets[i + 1]].reshape(shapes[i]).astype(v.dtype)
+        for i, v in enumerate(value_vars)
+    }
+    logp = model.logp()
+    grad = pt.concatenate([g.ravel() for g in pt.grad(logp, value_vars)])
+    logp_j, grad_j = clone_replace([logp, grad], replacements)
+    with model:
+        logp_fn = compile_pymc([joined], [logp_j, grad_j], mode=mode)
+
+    # What nutpie stores per draw: every free variable on its own (constrained) scale and
+    # every deterministic, named as in the model.
+    outputs = [*model.free_RVs, *model.deterministics]
+    names = [o.name for o in outputs]
+    expand_graph = clone_replace(model.replace_rvs_by_values(outputs), replacements)
+    with model:
+        expand_fn = compile_pymc([joined], expand_graph, mode=mode)
+    out_shapes = [tuple(np.shape(a)) for a in expand_fn(np.zeros(n_dim))]
+
+    def make_logp_func() -> Any:
+        def logp_and_grad(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
+            value, gradient = logp_fn(x)
+            return float(value), np.ascontiguousarray(gradient, dtype=np.float64)
+
+        return logp_and_grad
+
+    def make_expand_func(seed1: int, seed2: int, chain: int) -> Any:
+        def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
+            return {
+                n: np.ascontiguousarray(a, dtype=np.float64)
+                for n, a in zip(names, expand_fn(x), strict=True)
+            }
+
+        return expand
+
+    import pandas as pd
+
+    dims = {n: tuple(model.named_vars_to_dims.get(n, ())) for n in names}
+    dims = {n: d for n, d in dims.items() if d}
+    used = {d for ds in dims.values() for d in ds}
+    coords = {
+        k: pd.Index(v if v is not None else range(int(model.dim_lengths[k].eval())))
+        for k, v in model.coords.items()
+        if k in used
+    }
+    return from_pyfunc(
+        ndim=n_dim,
+        make_logp_fn=make_logp_func,
+        make_expand_fn=make_expand_func,
+        expanded_dtypes=[np.dtype("float64")] * len(names),
+        expanded_shapes=out_shapes,
+        expanded_names=names,
+        coords=coords,
+        dims=dims,
+        make_initial_point_fn=initial_point_function(model, None),
+    )
+
+
+def _value_vars_and_shapes(model: Any) -> tuple[list[Any], list[tuple[int, ...]]]:
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    ip = model.initial_point(random_seed=0)
+    return value_vars, [tuple(np.shape(ip[v.name])) for v in value_vars]
+
+
+def initial_point_function(model: Any, start: Mapping[str, Any] | None) -> Any:
+    """nutpie's ``seed -> flat unconstrained point``: ``start`` for every chain, or jitter.
+
+    ``start`` holds free-variable values on their own scale, as
+    :func:`bayes_dgmm.pymc_model.params_to_point` returns. Without it each chain starts at
+    PyMC's initial point with U(-1, 1) jitter on the unconstrained scale (seeded by nutpie).
+    """
+    from pymc.initial_point import make_initial_point_fn
+
+    from bayes_dgmm.pymc_model import transformed_point
+
+    value_vars, _ = _value_vars_and_shapes(model)
+
+    def flat(point: Mapping[str, Any]) -> np.ndarray:
+        return np.concatenate([np.asarray(point[v.name], dtype=float).ravel() for v in value_vars])
+
+    if start is not None:
+        fixed = flat(transformed_point(model, start))
+        return lambda seed: fixed.copy()
+    point_fn = make_initial_point_fn(
+        model=model, jitter_rvs=set(model.free_RVs), return_transformed=True
+    )
+    return lambda seed: flat(point_fn(seed))
