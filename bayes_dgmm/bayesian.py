@@ -69,6 +69,7 @@ _SAVED_ATTRS = (
     "method",
     "random_seed",
     "n_features_in",
+    "posterior_sha256",
 )
 
 
@@ -508,6 +509,7 @@ class BayesianDeepGaussianMixture:
             "method": self.method_,
             "random_seed": json.dumps(self.random_seed),
             "n_features_in": int(self.n_features_in_),
+            "posterior_sha256": _posterior_digest(tree["posterior"].to_dataset()),
         }
         assert set(attrs) == set(_SAVED_ATTRS)
         tree.attrs.update(attrs)
@@ -537,8 +539,17 @@ class BayesianDeepGaussianMixture:
         """
         import tomllib
 
-        with xr.open_datatree(path, engine="h5netcdf") as opened:
-            tree = opened.load()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file; give the path of a saved fit.")
+        try:
+            with xr.open_datatree(path, engine="h5netcdf") as opened:
+                tree = opened.load()
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(
+                f"{path} cannot be read as a netCDF fit ({type(exc).__name__}: {exc}); the file "
+                "is truncated, damaged or not a netCDF file: restore it or refit."
+            ) from None
         attrs = dict(tree.attrs)
         if attrs.get("bayes_dgmm_format") != SAVE_FORMAT:
             raise ValueError(
@@ -550,6 +561,13 @@ class BayesianDeepGaussianMixture:
             raise ValueError(
                 f"{path} was saved by bayes-dgmm {saved_version}, this is version {version}; "
                 f"refit with this version or install bayes-dgmm=={saved_version} to load it."
+            )
+        if "posterior" not in tree.children or attrs.get("posterior_sha256") != _posterior_digest(
+            tree["posterior"].to_dataset()
+        ):
+            raise ValueError(
+                f"{path}: the posterior draws do not match the checksum written with them; the "
+                "file was modified after it was saved: restore it or refit."
             )
         saved_spec = DGMMSpec.from_dict(tomllib.loads(attrs["spec_toml"]), source=str(path))
         if spec is not None:
@@ -579,6 +597,19 @@ class BayesianDeepGaussianMixture:
         est.n_features_in_ = int(attrs["n_features_in"])
         est._set_params()
         return est
+
+
+def _posterior_digest(posterior: xr.Dataset) -> str:
+    """SHA-256 of the posterior draws (names, shapes and float64 values), for :meth:`load`."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(map(str, posterior.data_vars)):
+        values = np.ascontiguousarray(posterior[name].values, dtype=np.float64)
+        h.update(name.encode())
+        h.update(repr(values.shape).encode())
+        h.update(values.tobytes())
+    return h.hexdigest()
 
 
 def n_free_variables(model: Any) -> int:

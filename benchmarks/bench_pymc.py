@@ -2,12 +2,13 @@
 
 Prints, with one BLAS thread: compile time and evaluation time of the log density plus its
 gradient for PyTensor's C backend (mode "CVM") and its Numba backend (mode "NUMBA"), next to
-numpy's ``DGMMParams.score_samples``; ADVI seconds per 1000 iterations; and NUTS (nutpie)
-seconds per 100 draws of one chain. All runs start at the true parameters.
+numpy's ``DGMMParams.score_samples``; ADVI seconds per 1000 iterations; and NUTS (nutpie on the
+C-backend density of ``bayes_dgmm._nutpie``, or ``--nutpie-backend numba`` for nutpie's own
+route) seconds per 100 draws of one chain. All runs start at the true parameters.
 
 Targets (issue 5): gradient evaluation <= 5x score_samples; compile <= 20 s.
 
-    .venv/bin/python benchmarks/bench_pymc.py [--skip-advi] [--skip-nutpie]
+    .venv/bin/python benchmarks/bench_pymc.py [--skip-advi] [--skip-nutpie] [--nutpie-draws 50]
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def main() -> None:
     parser.add_argument("--skip-nutpie", action="store_true")
     parser.add_argument("--modes", default="CVM,NUMBA")
     parser.add_argument("--nutpie-draws", type=int, default=100, help="tune = draws = this")
+    parser.add_argument("--nutpie-backend", choices=("c", "numba"), default="c")
+    parser.add_argument("--max-treedepth", type=int, default=10)
     args = parser.parse_args()
     logging.getLogger("pymc").setLevel(logging.WARNING)
 
@@ -88,33 +91,48 @@ def main() -> None:
             rows.append(("ADVI seconds per 1000 iterations", f"{times[1100] - times[100]:.2f} s"))
 
         if not args.skip_nutpie:
-            try:
-                import nutpie
-            except ImportError:
-                rows.append(("nutpie", "not installed (pip install bayes-dgmm[nutpie])"))
-            else:
-                t0 = time.perf_counter()
+            import dataclasses
+
+            import nutpie
+
+            from bayes_dgmm._nutpie import compile_nutpie_model, initial_point_function
+
+            t0 = time.perf_counter()
+            if args.nutpie_backend == "numba":
                 compiled = nutpie.compile_pymc_model(model, initial_points=start)
-                rows.append(("nutpie compile (numba)", f"{time.perf_counter() - t0:.1f} s"))
-                t0 = time.perf_counter()
-                nutpie.sample(
-                    compiled,
-                    draws=args.nutpie_draws,
-                    tune=args.nutpie_draws,
-                    chains=1,
-                    cores=1,
-                    seed=0,
-                    progress_bar=False,
+            else:
+                compiled = dataclasses.replace(
+                    compile_nutpie_model(model),
+                    _make_initial_points=initial_point_function(model, start),
                 )
-                t_s = time.perf_counter() - t0
-                n_it = args.nutpie_draws
-                rows.append((f"nutpie 1 chain, tune={n_it} + draws={n_it}", f"{t_s:.1f} s"))
-                rows.append(
-                    (
-                        "nutpie seconds per 100 draws (incl. tuning share)",
-                        f"{t_s / (2 * n_it) * 100:.1f} s",
-                    )
+            backend = args.nutpie_backend
+            rows.append((f"nutpie compile ({backend})", f"{time.perf_counter() - t0:.1f} s"))
+            t0 = time.perf_counter()
+            trace = nutpie.sample(
+                compiled,
+                draws=args.nutpie_draws,
+                tune=args.nutpie_draws,
+                chains=1,
+                cores=1,
+                seed=0,
+                progress_bar=False,
+                maxdepth=args.max_treedepth,
+            )
+            t_s = time.perf_counter() - t0
+            n_it = args.nutpie_draws
+            depth = trace["sample_stats"]["depth"].values.ravel()
+            rows.append(
+                (
+                    f"nutpie ({backend}) 1 chain, tune={n_it} + draws={n_it}",
+                    f"{t_s:.1f} s, tree depth median {np.median(depth):.0f} max {depth.max()}",
                 )
+            )
+            rows.append(
+                (
+                    f"nutpie ({backend}) seconds per 100 draws (incl. tuning share)",
+                    f"{t_s / (2 * n_it) * 100:.1f} s",
+                )
+            )
 
 
 if __name__ == "__main__":

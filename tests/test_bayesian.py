@@ -135,6 +135,27 @@ def test_load_refuses_other_version(fitted, tmp_path, monkeypatch):
         BayesianDeepGaussianMixture.load(path)
 
 
+def test_load_refuses_truncated_missing_and_tampered_files(fitted, tmp_path):
+    path = fitted.save(tmp_path / "fit.nc")
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.nc"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=r"cut.nc cannot be read as a netCDF fit .*truncated"):
+        BayesianDeepGaussianMixture.load(cut)
+    with pytest.raises(FileNotFoundError, match=r"nothere.nc: no such file"):
+        BayesianDeepGaussianMixture.load(tmp_path / "nothere.nc")
+    # change one posterior value but keep every attribute: the checksum catches it
+    with xr.open_datatree(path, engine="h5netcdf") as opened:
+        tree = opened.load()
+    post = tree["posterior"].to_dataset()
+    post["psi_1"] = post["psi_1"] * 1.0001
+    tree["posterior"] = post
+    tampered = tmp_path / "tampered.nc"
+    tree.to_netcdf(tampered, engine="h5netcdf")
+    with pytest.raises(ValueError, match=r"do not match the checksum.*modified after it was"):
+        BayesianDeepGaussianMixture.load(tampered)
+
+
 def test_load_refuses_other_spec(fitted, tmp_path):
     path = fitted.save(tmp_path / "fit.nc")
     other = DGMMSpec(n_components=(3, 2), n_factors=FACTS, name="other")
