@@ -93,6 +93,23 @@ def check_data(
     return np.ascontiguousarray(arr)
 
 
+def check_not_constant(X: NDArray[np.float64], name: str = "X") -> None:
+    """Refuse data with a constant column for fitting (its noise variance would collapse).
+
+    A constant feature has zero variance: every component's noise variance for it goes to the
+    floor, and the likelihood grows without bound as the floor shrinks, so nothing useful is
+    learnt. Prediction on data with a constant column is fine; only fitting is refused.
+    """
+    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
+    if constant.size:
+        j = int(constant[0])
+        raise ValueError(
+            f"{name} has {constant.size} constant column(s) (first: column {j}, every value "
+            f"{float(X[0, j])!r}); a constant feature has no variance to model: drop it "
+            "before fitting."
+        )
+
+
 def check_layer(layer: Any, n_layers: int, *, allow_zero: bool = False) -> int:
     """Check a 1-based layer number (0 means the data level when ``allow_zero``)."""
     low = 0 if allow_zero else 1

@@ -41,7 +41,7 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 from bayes_dgmm._io import atomic_write
-from bayes_dgmm._validation import RandomLike, check_data
+from bayes_dgmm._validation import RandomLike, check_data, check_not_constant
 from bayes_dgmm.params import DGMMParams, aggregate_paths
 from bayes_dgmm.spec import DGMMSpec, validate_architecture
 
@@ -266,6 +266,7 @@ class BayesianDeepGaussianMixture:
 
         check_constraint(self.constraint)
         Xa = check_data(X, min_samples=2)
+        check_not_constant(Xa)
         spec = self._make_spec(Xa.shape[1])
         spec.check_n_features(Xa.shape[1])
         model = self._get_model(Xa, spec)

@@ -47,7 +47,7 @@ from bayes_dgmm._em_exact import (
     path_statistics,
 )
 from bayes_dgmm._init import INITIALISERS
-from bayes_dgmm._validation import RandomLike, as_generator, check_data
+from bayes_dgmm._validation import RandomLike, as_generator, check_data, check_not_constant
 from bayes_dgmm.params import DGMMParams
 from bayes_dgmm.spec import validate_architecture
 
@@ -374,6 +374,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 f"X has n_samples={X.shape[0]}; at least {needed} are needed for "
                 f"n_components={comps}; pass more rows or fewer components."
             )
+        check_not_constant(X)
         for name in ("n_init", "max_iter"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
