@@ -511,7 +511,10 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    # The package's own progress at INFO; other libraries (PyTensor logs every C compile at
+    # INFO) only from WARNING up.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         args.func(args)
     except KeyboardInterrupt:

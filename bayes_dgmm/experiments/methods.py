@@ -33,23 +33,24 @@ BAYES_METHODS = ("map", "advi", "fullrank_advi", "nuts", "nutpie", "smc")
 METHODS = (*EM_METHODS, "gmm", *BAYES_METHODS)
 
 #: Default budgets, sized so that ``bayes-dgmm compare`` on the study data (N = 4000,
-#: ~1000 model parameters) finishes in under 10 minutes on 2 cores; the figures are then a
-#: smoke test of every method rather than converged posteriors. One gradient of the log
-#: density costs 20-50 ms there and NUTS wants deep trees, so real MCMC runs take hours; raise
-#: the budgets with ``--budget``. SMC needs more particles than parameters (PyMC's kernels fit a
-#: proposal covariance to the particles), so at ``smc_draws = 100`` it runs on small models
-#: only and is reported as not run on the study's.
+#: ~1000 model parameters) finishes in under 10 minutes on 2 cores on a fresh machine, where
+#: PyTensor first compiles its C modules (about 5 of those minutes; a second run reuses them);
+#: the figures are then a smoke test of every method rather than converged posteriors. One
+#: gradient of the log density costs about 70 ms there and NUTS wants deep trees, so real MCMC
+#: runs take hours; raise the budgets with ``--budget``. SMC needs more particles than
+#: parameters (PyMC's kernels fit a proposal covariance to the particles), so at
+#: ``smc_draws = 100`` it runs on small models only and is reported as not run on the study's.
 DEFAULT_BUDGET: dict[str, Any] = {
-    "em_restarts": 4,
+    "em_restarts": 2,
     "em_max_iter": 200,
     "gmm_restarts": 4,
-    "map_maxiter": 200,
-    "advi_iterations": 500,
-    "vi_draws": 100,
+    "map_maxiter": 100,
+    "advi_iterations": 300,
+    "vi_draws": 50,
     "chains": 2,
     "tune": 10,
     "draws": 10,
-    "max_treedepth": 4,
+    "max_treedepth": 3,
     "smc_draws": 100,
 }
 
