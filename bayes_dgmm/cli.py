@@ -445,17 +445,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar, no printed tables")
     p.set_defaults(func=_reproduce)
 
-    from bayes_dgmm.experiments.methods import METHODS
+    from bayes_dgmm.experiments.methods import DEFAULT_METHODS, METHODS
 
     p = sub.add_parser(
         "compare",
         help="every inference method on one data set (the main job)",
         description="Fit the DGMM by stochastic EM, exact EM, a GMM, MAP, ADVI, full-rank "
-        "ADVI, NUTS, nutpie and SMC; write comparison.csv, comparison.png, the fits and "
-        "report.md. Finished methods are saved at once; a rerun resumes.",
+        "ADVI, NUTS (nutpie; PyMC's own sampler with --methods ... nuts) and SMC; write "
+        "comparison.csv, comparison.png, the fits and report.md. Finished methods are saved "
+        "at once; a rerun resumes. The default budgets fit 10 minutes on 2 cores (a smoke "
+        "test of every method); raise them with --budget KEY=VALUE.",
     )
     _data_options(p)
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        choices=list(METHODS),
+        help="default: all but PyMC's own NUTS ('nuts'); NUTS runs through nutpie",
+    )
     _budget_options(p)
     p.set_defaults(func=_compare)
 
