@@ -45,7 +45,8 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
         for i, v in enumerate(value_vars)
     }
     logp = model.logp()
-    grad = pt.concatenate([g.ravel() for g in pt.grad(logp, value_vars)])
+    grads: Any = pt.grad(logp, value_vars)  # a list: one gradient per value variable
+    grad = pt.concatenate([g.ravel() for g in grads])
     logp_j, grad_j = clone_replace([logp, grad], replacements)
     with model:
         logp_fn = compile_pymc([joined], [logp_j, grad_j], mode=mode)
