@@ -100,9 +100,15 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
 
 
 def _value_vars_and_shapes(model: Any) -> tuple[list[Any], list[tuple[int, ...]]]:
+    """The free variables' value variables (in ``model.free_RVs`` order) and their shapes."""
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
     ip = model.initial_point(random_seed=0)
     return value_vars, [tuple(np.shape(ip[v.name])) for v in value_vars]
+
+
+def n_free_variables(model: Any) -> int:
+    """Number of scalar free (unconstrained) parameters of a PyMC model."""
+    return int(sum(math.prod(s) for s in _value_vars_and_shapes(model)[1]))
 
 
 def initial_point_function(model: Any, start: Mapping[str, Any] | None) -> Any:
@@ -116,7 +122,7 @@ def initial_point_function(model: Any, start: Mapping[str, Any] | None) -> Any:
 
     from bayes_dgmm.pymc_model import transformed_point
 
-    value_vars, _ = _value_vars_and_shapes(model)
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
 
     def flat(point: Mapping[str, Any]) -> np.ndarray:
         return np.concatenate([np.asarray(point[v.name], dtype=float).ravel() for v in value_vars])

@@ -41,6 +41,7 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 from bayes_dgmm._io import atomic_write
+from bayes_dgmm._nutpie import n_free_variables
 from bayes_dgmm._validation import RandomLike, check_data, check_not_constant
 from bayes_dgmm.params import DGMMParams, aggregate_paths
 from bayes_dgmm.spec import DGMMSpec, validate_architecture
@@ -611,12 +612,6 @@ def _posterior_digest(posterior: xr.Dataset) -> str:
         h.update(repr(values.shape).encode())
         h.update(values.tobytes())
     return h.hexdigest()
-
-
-def n_free_variables(model: Any) -> int:
-    """Number of scalar free (unconstrained) parameters of a PyMC model."""
-    point = model.initial_point(random_seed=0)
-    return int(sum(np.size(point[model.rvs_to_values[rv].name]) for rv in model.free_RVs))
 
 
 def _jittered_start(model: Any, random_seed: RandomLike) -> dict[str, Array]:
