@@ -120,7 +120,18 @@ class DGMMParams:
         Diagonal noise *variances* ``psi^(l)_g`` (strictly positive).
 
     Layer 1 (next to the data) comes first in every list; ``R_0 = J``.
+
+    The parameters are immutable: the arrays are read-only copies taken at construction
+    (held in tuples) and attributes cannot be reassigned, so the cached marginals always
+    describe the parameters and every value has passed the checks. Build changed parameters
+    with :meth:`replace`, e.g. ``params.replace(psi=[s * 2 for s in params.psi])``.
     """
+
+    pi: tuple[Array, ...]
+    eta: tuple[Array, ...]
+    Lambda: tuple[Array, ...]
+    psi: tuple[Array, ...]
+    _cache: dict[str, Any]
 
     def __init__(
         self,
@@ -131,18 +142,44 @@ class DGMMParams:
         psi: Sequence[ArrayLike],
     ) -> None:
         lists = {"pi": pi, "eta": eta, "Lambda": Lambda, "psi": psi}
+        for name, value in lists.items():
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                raise TypeError(
+                    f"{name}={value!r} is not a list of arrays; give one array per layer, "
+                    "layer 1 first."
+                )
         lengths = {k: len(v) for k, v in lists.items()}
         if len(set(lengths.values())) != 1 or lengths["pi"] == 0:
             raise ValueError(
                 f"pi, eta, Lambda and psi must be non-empty lists with one entry per layer; "
                 f"got lengths {lengths}."
             )
-        self.pi = [np.asarray(a, dtype=np.float64) for a in pi]
-        self.eta = [np.asarray(a, dtype=np.float64) for a in eta]
-        self.Lambda = [np.asarray(a, dtype=np.float64) for a in Lambda]
-        self.psi = [np.asarray(a, dtype=np.float64) for a in psi]
+        for name, value in lists.items():
+            object.__setattr__(self, name, tuple(_frozen(name, l, a) for l, a in enumerate(value)))
+        object.__setattr__(self, "_cache", {})
         self._check()
-        self._cache: dict[str, Any] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(
+            f"DGMMParams is immutable: cannot set {name!r}; build new parameters with "
+            f"params.replace({name}=...) instead."
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"DGMMParams is immutable: cannot delete {name!r}.")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt through the constructor, so an unpickled copy is checked and read-only
+        return (_rebuild, (self.pi, self.eta, self.Lambda, self.psi))
+
+    def replace(self, **changes: Sequence[ArrayLike]) -> DGMMParams:
+        """New parameters with some of ``pi``, ``eta``, ``Lambda``, ``psi`` replaced (checked)."""
+        bad = sorted(set(changes) - set(_FIELDS))
+        if bad:
+            raise TypeError(f"replace() got {bad[0]!r}; the parameters are {', '.join(_FIELDS)}.")
+        kwargs: dict[str, Any] = {k: getattr(self, k) for k in _FIELDS}
+        kwargs.update(changes)
+        return DGMMParams(**kwargs)
 
     # ------------------------------------------------------------------ structure
     def _check(self) -> None:
@@ -386,24 +423,20 @@ class DGMMParams:
         factor (the anchoring of :func:`bayes_dgmm.pymc_model.build_model`). Layers are
         processed from the top down, so anchoring a layer leaves the ones above anchored.
         """
-        out = self.copy()
+        eta, lam, psi = list(self.eta), list(self.Lambda), list(self.psi)
         for l in range(self.n_layers - 1, 0, -1):  # 0-based index of layers L .. 2
-            b = -out.eta[l].mean(axis=0)
-            a = np.exp(-0.5 * np.log(out.psi[l]).mean(axis=0))
-            out.eta[l] = a * (out.eta[l] + b)
-            out.Lambda[l] = a[None, :, None] * out.Lambda[l]
-            out.psi[l] = a**2 * out.psi[l]
-            out.eta[l - 1] = out.eta[l - 1] - out.Lambda[l - 1] @ b
-            out.Lambda[l - 1] = out.Lambda[l - 1] / a[None, None, :]
-        return out
+            b = -eta[l].mean(axis=0)
+            a = np.exp(-0.5 * np.log(psi[l]).mean(axis=0))
+            eta[l] = a * (eta[l] + b)
+            lam[l] = a[None, :, None] * lam[l]
+            psi[l] = a**2 * psi[l]
+            eta[l - 1] = eta[l - 1] - lam[l - 1] @ b
+            lam[l - 1] = lam[l - 1] / a[None, None, :]
+        return DGMMParams(pi=self.pi, eta=eta, Lambda=lam, psi=psi)
 
     def copy(self) -> DGMMParams:
-        return DGMMParams(
-            pi=[a.copy() for a in self.pi],
-            eta=[a.copy() for a in self.eta],
-            Lambda=[a.copy() for a in self.Lambda],
-            psi=[a.copy() for a in self.psi],
-        )
+        """Equal parameters with their own (read-only) arrays and an empty cache."""
+        return DGMMParams(pi=self.pi, eta=self.eta, Lambda=self.Lambda, psi=self.psi)
 
     @classmethod
     def from_named(cls, values: Any, *, renormalise: bool = False) -> DGMMParams:
@@ -457,13 +490,46 @@ class DGMMParams:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DGMMParams:
+    def from_dict(cls, data: Any) -> DGMMParams:
+        """Parameters from :meth:`to_dict`'s mapping; its sizes must agree with its arrays."""
+        if not isinstance(data, dict):
+            kind = {type(None): "null", list: "array", str: "string", bool: "boolean"}.get(
+                type(data), "number"
+            )
+            raise ValueError(
+                f"the parameters are a JSON {kind} ({str(data)[:40]!r}), not an object; this is "
+                "not a DGMMParams file written by bayes-dgmm."
+            )
         if data.get("format") != PARAMS_FORMAT:
             raise ValueError(
                 f"format={data.get('format')!r} is not {PARAMS_FORMAT!r}; this is not a "
                 "DGMMParams file written by bayes-dgmm."
             )
-        return cls(pi=data["pi"], eta=data["eta"], Lambda=data["Lambda"], psi=data["psi"])
+        missing = [k for k in _FIELDS if k not in data]
+        if missing:
+            raise ValueError(
+                f"the parameters lack {missing[0]!r}; a DGMMParams file holds "
+                f"{', '.join(_FIELDS)}: the file is damaged, restore or rewrite it."
+            )
+        params = cls(pi=data["pi"], eta=data["eta"], Lambda=data["Lambda"], psi=data["psi"])
+        stated = {
+            "n_components": lambda v: tuple(v),
+            "n_factors": lambda v: tuple(v),
+            "n_features": lambda v: v,
+        }
+        for key, norm in stated.items():
+            if key in data:
+                actual = getattr(params, key)
+                try:
+                    given = norm(data[key])
+                except TypeError:
+                    given = data[key]
+                if given != actual:
+                    raise ValueError(
+                        f"{key}={data[key]!r} contradicts the arrays, which have {key}="
+                        f"{actual!r}; the file is inconsistent: fix or drop {key!r}."
+                    )
+        return params
 
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON text (floats written with repr, so the round trip is exact); saved if ``path``."""
@@ -477,9 +543,24 @@ class DGMMParams:
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> DGMMParams:
         """Read parameters from JSON text or a file written by :meth:`to_json`."""
-        text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = Path(text_or_path).read_text()
+        if isinstance(text_or_path, Path):
+            text = _read_params_file(text_or_path)
+        elif not isinstance(text_or_path, str):
+            raise TypeError(
+                f"text_or_path={text_or_path!r} is neither JSON text nor a path; pass the "
+                "text written by to_json or the path of its file."
+            )
+        elif text_or_path.lstrip().startswith("{"):
+            text = text_or_path
+        elif Path(text_or_path).is_file():
+            text = _read_params_file(Path(text_or_path))
+        else:
+            try:
+                json.loads(text_or_path)
+            except json.JSONDecodeError:
+                text = _read_params_file(Path(text_or_path))
+            else:
+                text = text_or_path  # JSON, but not an object: from_dict says so
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -502,6 +583,42 @@ class DGMMParams:
             f"DGMMParams(n_features={self.n_features}, n_components={self.n_components}, "
             f"n_factors={self.n_factors})"
         )
+
+
+_FIELDS = ("pi", "eta", "Lambda", "psi")
+
+
+def _frozen(name: str, layer: int, value: ArrayLike) -> Array:
+    """A read-only float64 copy of ``value``, or a clear error naming ``name[layer]``."""
+    where = f"{name}[{layer}] (layer {layer + 1})"
+    try:
+        raw = np.asarray(value)
+        if np.iscomplexobj(raw):
+            raise ValueError(
+                f"{where} is complex ({raw.dtype}); parameters are real: pass real arrays."
+            )
+        arr = np.array(raw, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as exc:
+        if "is complex" in str(exc):
+            raise
+        raise TypeError(
+            f"{where} could not be read as a float array ({exc}); pass a numeric array."
+        ) from None
+    arr.setflags(write=False)
+    return arr
+
+
+def _read_params_file(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"text_or_path={str(path)!r}: no such file, and not JSON text; give the path of a "
+            "file written by DGMMParams.to_json or its text."
+        )
+    return path.read_text()
+
+
+def _rebuild(pi: Any, eta: Any, Lambda: Any, psi: Any) -> DGMMParams:
+    return DGMMParams(pi=pi, eta=eta, Lambda=Lambda, psi=psi)
 
 
 def _subpath_weights(pi: Sequence[Array]) -> Array:

@@ -203,3 +203,73 @@ def test_anchored_keeps_the_distribution_and_pins_location_and_scale(depth):
         strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_arrays_are_read_only_and_attributes_fixed(rng):
+    params = DGMMParams.random(5, (2, 2), (3, 1), rng)
+    X = rng.normal(size=(20, 5))
+    before = params.score(X)  # fills the cache of the marginals
+    with pytest.raises(ValueError, match="read-only"):
+        params.psi[0][:] = -1
+    with pytest.raises(ValueError, match="read-only"):
+        params.eta[1][0, 0] = 1e3
+    with pytest.raises(AttributeError, match=r"immutable: cannot set 'eta'.*replace\(eta="):
+        params.eta = [e + 1 for e in params.eta]
+    with pytest.raises(TypeError, match="does not support item assignment"):
+        params.eta[1] = params.eta[1] + 1
+    assert params.score(X) == before
+
+
+def test_replace_checks_and_gives_fresh_marginals(rng):
+    params = DGMMParams.random(5, (2, 2), (3, 1), rng)
+    X = rng.normal(size=(20, 5))
+    before = params.score(X)
+    moved = params.replace(eta=[params.eta[0], params.eta[1] + 2.0])
+    assert moved.score(X) != before
+    assert params.score(X) == before
+    with pytest.raises(ValueError, match=r"psi\[0\] \(layer 1\) has a non-positive variance"):
+        params.replace(psi=[-params.psi[0], params.psi[1]])
+    with pytest.raises(TypeError, match="replace\\(\\) got 'sigma'"):
+        params.replace(sigma=[1.0])
+
+
+def test_copy_and_pickle_stay_read_only_and_equal(rng):
+    import copy
+    import pickle
+
+    params = DGMMParams.random(5, (2, 2), (3, 1), rng)
+    for other in (params.copy(), pickle.loads(pickle.dumps(params)), copy.deepcopy(params)):
+        assert other == params
+        assert not any(a.flags.writeable for a in other.pi + other.eta + other.Lambda + other.psi)
+    # the constructor copies: later edits of the caller's arrays do not reach the parameters
+    eta = [e.copy() for e in params.eta]
+    again = DGMMParams(pi=params.pi, eta=eta, Lambda=params.Lambda, psi=params.psi)
+    eta[0][:] = 0.0
+    assert again == params
+
+
+def test_complex_and_non_numeric_parameters_refused(rng):
+    params = DGMMParams.random(5, (2, 2), (3, 1), rng)
+    with pytest.raises(ValueError, match=r"eta\[0\] \(layer 1\) is complex"):
+        params.replace(eta=[params.eta[0] + 1j, params.eta[1]])
+    with pytest.raises(TypeError, match=r"psi\[1\] \(layer 2\) could not be read as a float"):
+        params.replace(psi=[params.psi[0], [["a", "b", "c"], [1, 2, 3]]])
+    with pytest.raises(TypeError, match="pi='ab' is not a list of arrays"):
+        params.replace(pi="ab")
+
+
+def test_json_contradicting_sizes_and_non_objects_refused(tmp_path, rng):
+    params = DGMMParams.random(5, (2, 2), (3, 1), rng)
+    for key, value in (("n_features", 7), ("n_components", [3, 2]), ("n_factors", [3, 2])):
+        data = dict(params.to_dict(), **{key: value})
+        with pytest.raises(ValueError, match=f"{key}=.* contradicts the arrays"):
+            DGMMParams.from_dict(data)
+    for text, kind in (("null", "null"), ("[1, 2]", "array"), ("3", "number")):
+        with pytest.raises(ValueError, match=f"the parameters are a JSON {kind}"):
+            DGMMParams.from_json(text)
+    with pytest.raises(FileNotFoundError, match=r"text_or_path='nope\.json': no such file"):
+        DGMMParams.from_json("nope.json")
+    data = params.to_dict()
+    del data["psi"]
+    with pytest.raises(ValueError, match="the parameters lack 'psi'"):
+        DGMMParams.from_dict(data)
