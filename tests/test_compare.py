@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from bayes_dgmm import DGMMParams
 from bayes_dgmm.cli import main
 from bayes_dgmm.datasets import make_dgmm_data
 from bayes_dgmm.experiments.compare import compare_methods
@@ -31,8 +32,6 @@ def test_compare_em_and_gmm(tiny, tmp_path):
     assert [r["method"] for r in rows] == ["exact", "stochastic", "gmm"]  # exact first
     exact = rows[0]
     # the log-likelihood in the table is that of the saved fit, recomputed independently
-    from bayes_dgmm import DGMMParams
-
     params = DGMMParams.from_json(tmp_path / "fits" / "exact.json")
     assert exact["log_likelihood"] == pytest.approx(params.score(tiny.X), rel=1e-10)
     pred = params.paths[params.predict(tiny.X)]
@@ -42,9 +41,35 @@ def test_compare_em_and_gmm(tiny, tmp_path):
     assert exact["empty_paths"] == 4 - len(np.unique(params.predict(tiny.X)))
     for name in ("comparison.csv", "comparison.png", "report.md"):
         assert (tmp_path / name).is_file()
-    stamp = (tmp_path / "runs" / "compare-exact.json").stat().st_mtime_ns
+    (stored,) = (tmp_path / "runs").glob("compare-exact-*.json")
+    stamp = stored.stat().st_mtime_ns
     compare_methods(tiny.X, SPEC, tmp_path, methods=["exact"], labels=tiny.labels, budget=BUDGET)
-    assert (tmp_path / "runs" / "compare-exact.json").stat().st_mtime_ns == stamp
+    assert stored.stat().st_mtime_ns == stamp
+    assert len(list((tmp_path / "runs").glob("compare-exact-*.json"))) == 1
+
+
+def test_compare_recomputes_runs_of_other_inputs(tiny, tmp_path):
+    # A rerun into the same folder with other data, seed or budget must not reuse the first
+    # run's numbers; a rerun of the first inputs reuses them again.
+    kw = dict(methods=["exact", "stochastic"], budget=BUDGET, n_jobs=1)
+    first = compare_methods(tiny.X, SPEC, tmp_path, labels=tiny.labels, **kw)
+    exact_fit = (tmp_path / "fits" / "exact.json").read_text()
+    other = make_dgmm_data(300, 5, (2, 2), (2, 1), random_state=7, separation=5.0)
+    second = compare_methods(other.X, SPEC, tmp_path, labels=other.labels, **kw)
+    for a, b in zip(first, second, strict=True):
+        assert a["log_likelihood"] != b["log_likelihood"]
+    # the Bayesian methods' start (fits/exact.json) is the fit of the new data
+    params = DGMMParams.from_json(tmp_path / "fits" / "exact.json")
+    assert params.score(other.X) == pytest.approx(second[0]["log_likelihood"], rel=1e-10)
+    third = compare_methods(tiny.X, SPEC, tmp_path, labels=tiny.labels, random_state=3, **kw)
+    assert third[0]["log_likelihood"] != first[0]["log_likelihood"]
+    bigger = {**BUDGET, "em_restarts": 3}
+    fourth = compare_methods(tiny.X, SPEC, tmp_path, labels=tiny.labels, **{**kw, "budget": bigger})
+    assert fourth[0]["n_runs"] == 3
+    again = compare_methods(tiny.X, SPEC, tmp_path, labels=tiny.labels, **kw)
+    assert again == first
+    assert (tmp_path / "fits" / "exact.json").read_text() == exact_fit
+    assert len(list((tmp_path / "runs").glob("compare-exact-*.json"))) == 4
 
 
 def test_method_the_budget_cannot_run_is_reported_not_fatal(tiny, tmp_path):
@@ -65,7 +90,7 @@ def test_method_the_budget_cannot_run_is_reported_not_fatal(tiny, tmp_path):
     assert "draws=10 particles, but the model has 54 free parameters" in rows[1]["skipped"]
     report = (tmp_path / "report.md").read_text()
     assert "Not run at this budget" in report and "**smc**" in report
-    assert not (tmp_path / "runs" / "compare-smc.json").exists()  # a rerun will try again
+    assert not list((tmp_path / "runs").glob("compare-smc*"))  # a rerun will try again
 
 
 def test_run_method_errors(tiny):
@@ -73,6 +98,10 @@ def test_run_method_errors(tiny):
         run_method("vb", tiny.X, SPEC)
     with pytest.raises(ValueError, match="budget has unknown keys"):
         run_method("gmm", tiny.X, SPEC, budget={"iterations": 3})
+    with pytest.raises(ValueError, match=r"budget em_restarts=0 is out of range; .* >= 1"):
+        run_method("exact", tiny.X, SPEC, budget={"em_restarts": 0})
+    with pytest.raises(ValueError, match=r"budget vi_draws=2\.0 is out of range; .*integer"):
+        run_method("advi", tiny.X, SPEC, budget={"vi_draws": 2.0})
 
 
 def test_fit_command(tiny, tmp_path, capsys):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bayes_dgmm.datasets import make_dgmm_data
-from bayes_dgmm.experiments._store import RunStore, run_all
+from bayes_dgmm.experiments._store import RunStore, inputs_digest, run_all, run_key
 from bayes_dgmm.experiments.reproduce import reproduce
 from bayes_dgmm.experiments.study import ExperimentSettings, run_seed
 
@@ -27,7 +27,8 @@ def test_run_store_resumes_and_skips(tmp_path):
 
     res = run_all(store, [(f"k{i}", {"x": i}) for i in range(3)], _square, progress=progress)
     assert [res[f"k{i}"]["value"] for i in range(3)] == [0, 1, 4]
-    store.save("k3", {"value": -1})  # a run finished earlier is never recomputed
+    # a run finished earlier with the same inputs is never recomputed
+    store.save(run_key("k3", _square, {"x": 3}), {"value": -1})
     res = run_all(store, [(f"k{i}", {"x": i}) for i in range(4)], _square)
     assert res["k3"]["value"] == -1
     with pytest.raises(ValueError, match="may only hold"):
@@ -35,6 +36,35 @@ def test_run_store_resumes_and_skips(tmp_path):
     (tmp_path / "runs" / "bad.json").write_text('{"value": ')
     with pytest.raises(ValueError, match="delete it and rerun"):
         store.load("bad")
+
+
+def test_a_run_of_other_inputs_is_recomputed_not_reused(tmp_path):
+    store = RunStore(tmp_path)
+    X = np.arange(6.0).reshape(3, 2)
+    assert run_all(store, [("k", {"x": 2})], _square)["k"]["value"] == 4
+    # same name, other inputs: computed afresh, and both runs are kept apart on disk
+    assert run_all(store, [("k", {"x": 3})], _square)["k"]["value"] == 9
+    assert run_all(store, [("k", {"x": 2})], _square)["k"]["value"] == 4
+    assert len(store.keys()) == 2
+    # arrays count by their bytes, dtype and shape
+    assert inputs_digest(X=X) != inputs_digest(X=X + 1e-12)
+    assert inputs_digest(X=X) != inputs_digest(X=X.reshape(2, 3))
+    assert inputs_digest(X=X) == inputs_digest(X=X.copy())
+    with pytest.raises(ValueError, match="same run name twice"):
+        run_all(store, [("k", {"x": 2}), ("k", {"x": 3})], _square)
+
+
+def test_reproduce_into_a_used_folder_recomputes_for_new_inputs(tiny, tmp_path):
+    settings = ExperimentSettings(n_runs=1, n_mutual=2, max_iter=3, algorithms=("exact",))
+    out = tmp_path / "out"
+    first = reproduce(tiny.X, (2, 2), (2, 1), out, settings, sections=("3.3",))
+    other = make_dgmm_data(200, 5, (2, 2), (2, 1), random_state=1, separation=5.0)
+    second = reproduce(other.X, (2, 2), (2, 1), out, settings, sections=("3.3",))
+    lls = [r["best_loglik"] for r in first["sec33_summary"]]
+    assert lls != [r["best_loglik"] for r in second["sec33_summary"]]
+    seeded = ExperimentSettings(n_runs=1, n_mutual=2, max_iter=3, algorithms=("exact",), seed=5)
+    third = reproduce(tiny.X, (2, 2), (2, 1), out, seeded, sections=("3.3",))
+    assert lls != [r["best_loglik"] for r in third["sec33_summary"]]
 
 
 def test_run_seed_is_deterministic():

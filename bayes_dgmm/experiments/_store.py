@@ -1,14 +1,17 @@
 """Resumable experiments: every finished run is written to disk at once.
 
-A run is identified by a key (e.g. ``"sec33-exact-seed7"``); its result is one JSON file
-``<folder>/runs/<key>.json`` written atomically (temporary file + rename), so a run killed
-mid-way leaves no partial file and a finished run is never lost. Rerunning an experiment
-skips every key already on disk. Runs go in parallel with joblib; each worker writes its own
-result as soon as it finishes.
+A run has a name (e.g. ``"sec33-exact-run7"``) and a digest of everything that determines
+it (:func:`inputs_digest`: the data bytes, settings, seed, function and package version);
+its result is one JSON file ``<folder>/runs/<name>-<digest>.json`` written atomically
+(temporary file + rename), so a run killed mid-way leaves no partial file and a finished run
+is never lost. Rerunning an experiment skips every run already on disk with the same inputs;
+runs of other inputs in the same folder are kept apart, never reused. Runs go in parallel
+with joblib; each worker writes its own result as soon as it finishes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -16,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from joblib import Parallel, delayed
 
 from bayes_dgmm._io import atomic_write_text
@@ -23,6 +27,47 @@ from bayes_dgmm._io import atomic_write_text
 log = logging.getLogger(__name__)
 
 _KEY = re.compile(r"^[A-Za-z0-9_.=-]+$")
+
+#: Bumped when the meaning of a stored run changes, so older runs are recomputed.
+STORE_FORMAT = 2
+
+
+def _canonical(obj: Any) -> Any:
+    """A JSON-able stand-in for ``obj``: arrays by dtype, shape and SHA-256 of their bytes."""
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        return {
+            "__array__": arr.dtype.str,
+            "shape": list(arr.shape),
+            "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
+        }
+    if isinstance(obj, Mapping):
+        return {str(k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot digest {type(obj).__name__}; give arrays, numbers or strings.")
+
+
+def inputs_digest(**parts: Any) -> str:
+    """SHA-256 (hex) of everything that determines a run, with the package version.
+
+    Arrays count by their exact bytes, so a run on other data (or labels) has another digest.
+    """
+    from bayes_dgmm import __version__
+
+    record = {"format": STORE_FORMAT, "version": __version__, "parts": _canonical(parts)}
+    text = json.dumps(record, sort_keys=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_key(name: str, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> str:
+    """The stored key of run ``name`` computing ``fn(**kwargs)``: name and input digest."""
+    digest = inputs_digest(fn=f"{fn.__module__}.{fn.__qualname__}", kwargs=kwargs)
+    return f"{name}-{digest[:20]}"
 
 
 class RunStore:
@@ -82,17 +127,24 @@ def run_all(
     n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run ``fn(**kwargs)`` for every ``(key, kwargs)`` not yet on disk; return all results.
+    """Run ``fn(**kwargs)`` for every ``(name, kwargs)`` not yet on disk; return all results.
+
+    A run is on disk when a run of the same name *and the same inputs* (:func:`run_key`) was
+    stored; the results are returned by name.
 
     Parameters
     ----------
     store : where results go
-    tasks : (key, kwargs) pairs; ``fn`` must be a module-level function (joblib pickles it
+    tasks : (name, kwargs) pairs; ``fn`` must be a module-level function (joblib pickles it
         to send it to worker processes; nothing is ever unpickled from disk)
     n_jobs : joblib workers
     progress : called with (finished, total) after each finished run
     """
-    tasks = list(tasks)
+    named = list(tasks)
+    keys = {name: run_key(name, fn, kw) for name, kw in named}
+    if len(keys) != len(named):
+        raise ValueError("tasks hold the same run name twice; give every run its own name.")
+    tasks = [(keys[name], kw) for name, kw in named]
     todo = [(k, kw) for k, kw in tasks if not store.done(k)]
     total, finished = len(tasks), len(tasks) - len(todo)
     if finished:
@@ -105,4 +157,4 @@ def run_all(
             finished += 1
             if progress is not None:
                 progress(finished, total)
-    return {k: store.load(k) for k, _ in tasks}
+    return {name: store.load(keys[name]) for name, _ in named}

@@ -8,13 +8,17 @@ modes among its restarts or chains (partitions with mutual ARI below
 empty global paths.
 
 The exact EM runs first; its best fit starts every Bayesian method except SMC (which starts
-from the prior). Each finished method is saved at once (summary in ``runs/``, the fit in
-``fits/``), so an interrupted comparison resumes where it stopped.
+from the prior). Each finished method is saved at once in ``runs/`` under a digest of its
+inputs (data, labels, spec, method, budget, seed, package version), its fit in
+``runs/fits/``, so an interrupted comparison resumes where it stopped, and a comparison of
+other inputs into the same folder recomputes rather than reuses (both are kept apart).
+``fits/`` and the tables always show the latest call's inputs.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +27,16 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from bayes_dgmm._io import atomic_write
 from bayes_dgmm.diagnostics.modes import mode_census
-from bayes_dgmm.experiments._store import RunStore
-from bayes_dgmm.experiments.methods import DEFAULT_BUDGET, METHODS, MethodResult, run_method
+from bayes_dgmm.experiments._store import RunStore, inputs_digest
+from bayes_dgmm.experiments.methods import (
+    DEFAULT_BUDGET,
+    METHODS,
+    MethodResult,
+    check_budget,
+    run_method,
+)
 from bayes_dgmm.experiments.report import Report, save_figure, write_csv
 from bayes_dgmm.metrics import layer_aris, n_occupied
 from bayes_dgmm.params import DGMMParams, path_table
@@ -93,19 +104,35 @@ def compare_methods(
     store = RunStore(out)
     fits = out / "fits"
     fits.mkdir(parents=True, exist_ok=True)
+    stored_fits = store.runs / "fits"
+    stored_fits.mkdir(parents=True, exist_ok=True)
     budget = {**DEFAULT_BUDGET, **(budget or {})}
+    check_budget(budget)
     order = sorted(methods, key=lambda m: (m != "exact", METHODS.index(m)))
     init: DGMMParams | None = None
     rows = []
     for i, method in enumerate(order):
         if progress is not None:
             progress(i, len(order))
-        key = f"compare-{method}"
-        if store.done(key):
+        needs_init = method not in ("stochastic", "exact", "gmm", "smc")
+        # Everything that determines this method's result; the Bayesian methods start from
+        # the exact EM's fit of this same call (or fit their own from the same budget).
+        digest = inputs_digest(
+            kind="compare",
+            X=X,
+            labels=labels,
+            spec=spec.to_toml(),
+            method=method,
+            budget=budget,
+            random_state=random_state,
+            init="exact" if needs_init and "exact" in order else None,
+        )
+        key = f"compare-{method}-{digest[:20]}"
+        fit_file = _fit_file(stored_fits, key, method)
+        if store.done(key) and (fit_file is None or fit_file.is_file()):
             row = store.load(key)
         else:
             log.info("compare: running %s", method)
-            needs_init = method not in ("stochastic", "exact", "gmm", "smc")
             try:
                 result = run_method(
                     method,
@@ -124,12 +151,18 @@ def compare_methods(
                 log.warning("compare: %s skipped: %s", method, exc)
                 rows.append({"method": method, "skipped": str(exc)})
                 continue
-            _save_fit(result, fits)
+            if fit_file is not None:
+                _save_fit(result, fit_file)
             row = summarise(result, spec, labels)
             row["paths"] = result.paths.tolist()
-            store.save(key, row)
-        if method == "exact" and (fits / "exact.json").is_file():
-            init = DGMMParams.from_json(fits / "exact.json")
+            store.save(key, {**row, "inputs_sha256": digest})
+        row.pop("inputs_sha256", None)
+        row.pop("key", None)
+        if fit_file is not None:
+            # fits/ shows the fits of this call's inputs
+            _copy(fit_file, fits / f"{method}{fit_file.suffix}")
+            if method == "exact":
+                init = DGMMParams.from_json(fit_file)
         rows.append(row)
     if progress is not None:
         progress(len(order), len(order))
@@ -140,11 +173,27 @@ def compare_methods(
     return table
 
 
-def _save_fit(result: MethodResult, folder: Path) -> None:
+def _copy(src: Path, dest: Path) -> None:
+    def write(tmp: Path) -> None:
+        shutil.copyfile(src, tmp)
+
+    atomic_write(dest, write)
+
+
+def _fit_file(folder: Path, key: str, method: str) -> Path | None:
+    """Where a method's fit is kept in the run store (None: the gmm baseline keeps none)."""
+    if method in ("stochastic", "exact"):
+        return folder / f"{key}.json"
+    if method == "gmm":
+        return None
+    return folder / f"{key}.nc"
+
+
+def _save_fit(result: MethodResult, path: Path) -> None:
     if result.params is not None and result.method in ("stochastic", "exact"):
-        result.params.to_json(folder / f"{result.method}.json")
-    elif result.method not in ("stochastic", "exact", "gmm") and result.estimator is not None:
-        result.estimator.save(folder / f"{result.method}.nc")
+        result.params.to_json(path)
+    elif result.estimator is not None:
+        result.estimator.save(path)
 
 
 def plot_comparison(table: Sequence[Mapping[str, Any]]) -> Figure:

@@ -15,6 +15,7 @@ wall time and the partitions of its restarts or chains (to count the distinct mo
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ DEFAULT_BUDGET: dict[str, Any] = {
     "max_treedepth": 3,
     "smc_draws": 100,
 }
+
+#: Smallest allowed value of every budget (all are integers; none has an upper bound).
+BUDGET_MINIMUM: dict[str, int] = {key: 1 for key in DEFAULT_BUDGET} | {"tune": 0}
 
 #: Small budgets for smoke tests (``--quick``) and the notebooks.
 QUICK_BUDGET: dict[str, Any] = {
@@ -103,6 +107,26 @@ class MethodResult:
     params: DGMMParams | None = None
     estimator: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_budget(budget: Mapping[str, Any], *, option: str = "budget") -> dict[str, int]:
+    """Return ``budget`` as ints, or raise a ValueError naming the key and its allowed range.
+
+    ``option`` names the budget in messages (``--budget`` on the command line).
+    """
+    unknown = sorted(set(budget) - set(DEFAULT_BUDGET))
+    if unknown:
+        raise ValueError(f"{option} has unknown keys {unknown}; valid: {sorted(DEFAULT_BUDGET)}.")
+    out = {}
+    for key, value in budget.items():
+        low = BUDGET_MINIMUM[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(
+                f"{option} {key}={value!r} is out of range; {key} must be an integer >= {low} "
+                f"(default {DEFAULT_BUDGET[key]})."
+            )
+        out[key] = int(value)
+    return out
 
 
 def fit_single_em(
@@ -192,12 +216,7 @@ def run_method(
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {list(METHODS)}.")
-    b = {**DEFAULT_BUDGET, **(budget or {})}
-    unknown = set(b) - set(DEFAULT_BUDGET)
-    if unknown:
-        raise ValueError(
-            f"budget has unknown keys {sorted(unknown)}; valid: {sorted(DEFAULT_BUDGET)}."
-        )
+    b = check_budget({**DEFAULT_BUDGET, **(budget or {})})
     if method in EM_METHODS:
         return _run_em(method, X, spec, b, random_state, n_jobs)
     if method == "gmm":
