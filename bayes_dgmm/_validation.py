@@ -82,8 +82,8 @@ def check_data(
     if not np.all(np.isfinite(arr)):
         rows, cols = np.nonzero(~np.isfinite(arr))
         raise ValueError(
-            f"{name} contains {rows.size} NaN or infinite cells (first at row {rows[0]}, column "
-            f"{cols[0]}); drop or impute them before fitting."
+            f"{name} contains {rows.size} NaN or infinite cells (first at row {rows[0] + 1}, "
+            f"column {cols[0] + 1}, counted from 1); drop or impute them before fitting."
         )
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(
@@ -93,20 +93,47 @@ def check_data(
     return np.ascontiguousarray(arr)
 
 
+#: Largest magnitude and smallest column standard deviation accepted for fitting: squared
+#: deviations must stay inside float64 (about 1e-308 .. 1e308) with room for sums over rows.
+MAX_ABS_VALUE = 1e150
+MIN_COLUMN_STD = 1e-150
+
+
 def check_not_constant(X: NDArray[np.float64], name: str = "X") -> None:
-    """Refuse data with a constant column for fitting (its noise variance would collapse).
+    """Refuse data that cannot be fitted: a constant column, or a scale float64 cannot hold.
 
     A constant feature has zero variance: every component's noise variance for it goes to the
     floor, and the likelihood grows without bound as the floor shrinks, so nothing useful is
-    learnt. Prediction on data with a constant column is fine; only fitting is refused.
+    learnt. Values beyond :data:`MAX_ABS_VALUE` in magnitude overflow the squared distances
+    of the likelihood, and columns whose standard deviation is below :data:`MIN_COLUMN_STD`
+    underflow them, so both are refused; the model is equivariant under rescaling, so
+    dividing ``X`` by a constant changes nothing but the units. Prediction on data with a
+    constant column is fine; only fitting is refused.
     """
     constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
     if constant.size:
         j = int(constant[0])
         raise ValueError(
-            f"{name} has {constant.size} constant column(s) (first: column {j}, every value "
-            f"{float(X[0, j])!r}); a constant feature has no variance to model: drop it "
-            "before fitting."
+            f"{name} has {constant.size} constant column(s) (first: column {j + 1}, counted "
+            f"from 1, every value {float(X[0, j])!r}); a constant feature has no variance to "
+            "model: drop it before fitting."
+        )
+    big = np.abs(X) > MAX_ABS_VALUE
+    if big.any():
+        i, j = (int(v[0]) for v in np.nonzero(big))
+        raise ValueError(
+            f"{name} has values beyond {MAX_ABS_VALUE:g} in magnitude (first at row {i + 1}, "
+            f"column {j + 1}: {float(X[i, j])!r}), too large for float64 squares; rescale "
+            "it (e.g. standardise each column) before fitting."
+        )
+    std = X.std(axis=0)
+    small = np.flatnonzero(std < MIN_COLUMN_STD)
+    if small.size:
+        j = int(small[0])
+        raise ValueError(
+            f"{name} column {j + 1} has standard deviation {float(std[j]):.3g}, below "
+            f"{MIN_COLUMN_STD:g}: too small for float64 squares; rescale it (e.g. standardise "
+            "each column) before fitting."
         )
 
 

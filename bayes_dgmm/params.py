@@ -363,7 +363,17 @@ class DGMMParams:
             None gives path posteriors (N, n_paths); ``l`` gives (N, G_l) by summing the
             path posteriors over the paths through each component of layer ``l``.
         """
-        proba = log_normalize(self.log_prob_paths(X))[1]
+        log_prob = self.log_prob_paths(X)
+        bad = ~np.any(np.isfinite(log_prob), axis=1) | np.any(np.isnan(log_prob), axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"X row {i + 1} (counted from 1; {int(bad.sum())} such rows) has no finite log "
+                "density under any path (largest magnitude "
+                f"{float(np.max(np.abs(check_data(X)[i]))):.3g}): its values are too far from "
+                "the model for float64; rescale X as the training data were, or drop the row."
+            )
+        proba = log_normalize(log_prob)[1]
         if layer is None:
             return proba
         return aggregate_paths(proba, self.n_components, layer)

@@ -73,7 +73,10 @@ def test_single_cluster_data_with_too_many_components_stays_finite():
 def test_constant_column_is_refused_by_every_estimator(tiny):
     X = tiny.X.copy()
     X[:, 3] = 7.5
-    match = r"X has 1 constant column\(s\) \(first: column 3, every value 7\.5\).*drop it"
+    match = (
+        r"X has 1 constant column\(s\) \(first: column 4, counted from 1, every value 7\.5\)"
+        ".*drop it"
+    )
     with pytest.raises(ValueError, match=match):
         DeepGaussianMixture(COMPS, n_factors=FACTS).fit(X)
     with pytest.raises(ValueError, match=match):
@@ -97,3 +100,46 @@ def test_bayesian_fit_is_reproducible_for_a_seed(tiny):
     a, b, c = (f.idata_["posterior"]["Lambda_1"].values for f in fits)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("algorithm", ["exact", "stochastic"])
+@pytest.mark.parametrize(
+    ("scale", "match"),
+    [
+        (1e300, r"X has values beyond 1e\+150 in magnitude \(first at row \d+, column \d+"),
+        (1e-300, r"X column 1 has standard deviation .* below 1e-150.*rescale"),
+    ],
+)
+def test_scales_beyond_float64_squares_are_refused_before_fitting(tiny, algorithm, scale, match):
+    est = DeepGaussianMixture(COMPS, n_factors=FACTS, algorithm=algorithm, init="random")
+    with pytest.raises(ValueError, match=match):
+        est.fit(tiny.X * scale)
+    with pytest.raises(ValueError, match=match):
+        BayesianDeepGaussianMixture(COMPS, FACTS).fit(tiny.X * scale, method="map")
+
+
+def test_largest_accepted_scale_still_fits(tiny):
+    kw = dict(n_factors=FACTS, init="kmeans", max_iter=20, random_state=0)
+    ref = DeepGaussianMixture(COMPS, **kw).fit(tiny.X)
+    scale = 1e150 / np.abs(tiny.X).max()
+    est = DeepGaussianMixture(COMPS, **kw).fit(tiny.X * scale)
+    assert adjusted_rand_score(ref.predict(tiny.X), est.predict(tiny.X * scale)) > 0.99
+
+
+def test_predict_refuses_rows_without_a_finite_density(tiny):
+    kw = dict(n_factors=FACTS, init="kmeans", max_iter=5, stopping="fixed")
+    est = DeepGaussianMixture(COMPS, **kw).fit(tiny.X)
+    X = tiny.X[:4].copy()
+    X[2] *= 1e160
+    with pytest.raises(ValueError, match=r"X row 3 \(counted from 1; 1 such rows\) has no finite"):
+        est.predict(X)
+    with pytest.raises(ValueError, match="no finite log density"):
+        est.params_.predict_proba(X, layer=1)
+    assert np.all(np.isfinite(est.predict_proba(tiny.X)))
+
+
+def test_cells_are_counted_from_one():
+    X = np.ones((4, 3))
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"first at row 1, column 1, counted from 1"):
+        DeepGaussianMixture(COMPS, n_factors=FACTS).fit(X)
