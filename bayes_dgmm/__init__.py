@@ -10,31 +10,44 @@ Public API::
 """
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
-
-from bayes_dgmm.em import DeepGaussianMixture
-from bayes_dgmm.params import DGMMParams, GaussianMixtureParams, path_index, path_table
-from bayes_dgmm.simulate import Simulation, simulate
-from bayes_dgmm.spec import DGMMSpec, available_specs, load_spec, validate_architecture
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("bayes-dgmm")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-# The PyMC layer is imported on first use: `import bayes_dgmm` must stay light (no pymc).
+from bayes_dgmm.params import DGMMParams, GaussianMixtureParams, path_index, path_table
+from bayes_dgmm.simulate import Simulation, simulate
+from bayes_dgmm.spec import DGMMSpec, available_specs, load_spec, validate_architecture
+
+# The estimators are imported on first use: `import bayes_dgmm` (and the command line's
+# start-up, where a Ctrl-C must meet the CLI's handler) stays light, without scikit-learn
+# or PyMC.
 _LAZY = {
+    "DeepGaussianMixture": "bayes_dgmm.em",
     "BayesianDeepGaussianMixture": "bayes_dgmm.bayesian",
     "build_model": "bayes_dgmm.pymc_model",
 }
+
+if TYPE_CHECKING:
+    from bayes_dgmm.bayesian import BayesianDeepGaussianMixture
+    from bayes_dgmm.em import DeepGaussianMixture
+    from bayes_dgmm.pymc_model import build_model
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'bayes_dgmm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

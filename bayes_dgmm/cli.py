@@ -8,7 +8,8 @@
 ``bayes-dgmm diagnose``  label switching and multimodality of a saved Bayesian fit
 
 Every command writes into ``--out``. Errors in the input (a missing or malformed CSV, bad
-options) end the command with one line naming the problem, never a traceback.
+options, an unwritable ``--out``) end the command with one line naming the problem before
+any work, never a traceback. Rows and columns in messages are counted from 1, as in the file.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bayes_dgmm import __version__
 from bayes_dgmm._io import atomic_write, atomic_write_text
 
 log = logging.getLogger("bayes_dgmm")
@@ -33,6 +34,7 @@ def _truth(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.datasets import load_icbinb
     from bayes_dgmm.metrics import layer_aris, n_occupied
 
+    _check_out(args, ["truth.json"])
     data = load_icbinb()
     params = data.params
     loglik = params.score(data.X)
@@ -70,7 +72,14 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.simulate import simulate
     from bayes_dgmm.spec import load_spec
 
+    _check_out(args, ["X.csv", "labels.csv", "params.json"])
     spec = load_spec(args.spec)
+    fixed = 17 if spec.name == "icbinb-sec3" else spec.n_features
+    if args.n_features is not None and fixed is not None and args.n_features != fixed:
+        raise ValueError(
+            f"--n-features={args.n_features}, but spec {spec.name!r} fixes n_features={fixed}; "
+            "drop --n-features or use a spec without n_features."
+        )
     rng = np.random.default_rng(args.seed)
     if spec.name == "icbinb-sec3":
         params = icbinb_like_params(rng)
@@ -95,42 +104,108 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(out)}
 
 
+#: Cells read as missing values (compared without case and surrounding spaces).
+MISSING = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none", "?", "-", "--", "."})
+
+
+def _number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def load_csv(path: Path, *, name: str = "--data") -> np.ndarray:
-    """Read a numeric CSV (one header row of column names is allowed) with clear errors."""
+    """Read a numeric CSV with clear errors naming ``name``, rows and columns counted from 1.
+
+    The first row is a header when every one of its cells is text (not a number and not a
+    missing-value marker); otherwise it is data. A UTF-8 byte-order mark is ignored. Missing
+    cells (empty, NA, ...) and cells that are not numbers are refused wherever they are.
+    """
     import csv
 
     from bayes_dgmm._validation import check_data
 
     path = Path(path)
+    where = f"{name}={str(path)!r}"
     if not path.is_file():
-        raise FileNotFoundError(f"{name}={str(path)!r}: no such file; give the path of a CSV file.")
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r]
-    if not rows:
-        raise ValueError(f"{name}={str(path)!r} is empty.")
-
-    def numeric(cell: str) -> bool:
-        try:
-            float(cell)
-        except ValueError:
-            return False
-        return True
-
-    if not all(numeric(c) for c in rows[0]):
-        rows = rows[1:]  # a header
-    widths = {len(r) for r in rows}
-    if len(widths) > 1:
+        raise FileNotFoundError(f"{where}: no such file; give the path of a CSV file.")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            lines = [(i, r) for i, r in enumerate(csv.reader(fh), start=1) if r]
+    except UnicodeDecodeError as exc:
         raise ValueError(
-            f"{name}={str(path)!r}: rows have different numbers of cells {sorted(widths)}."
-        )
-    for i, row in enumerate(rows):
-        for j, cell in enumerate(row):
-            if not numeric(cell):
+            f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 CSV."
+        ) from None
+    except csv.Error as exc:
+        raise ValueError(f"{where} is not a readable CSV ({exc}).") from None
+    if not lines:
+        raise ValueError(f"{where} is empty; give a CSV with one row per observation.")
+    first = lines[0][1]
+    header = all(not _number(c) and c.strip().lower() not in MISSING for c in first)
+    rows = lines[1:] if header else lines
+    if not rows:
+        raise ValueError(f"{where} has a header row but no data rows.")
+    width = len(rows[0][1])
+    for r, (line, cells) in enumerate(rows, start=1):
+        if len(cells) != width:
+            raise ValueError(
+                f"{where}: row {r} (line {line} of the file) has {len(cells)} cells but row 1 "
+                f"has {width}; every row needs the same number of cells."
+            )
+        for j, cell in enumerate(cells, start=1):
+            if _number(cell):
+                continue
+            if cell.strip().lower() in MISSING:
                 raise ValueError(
-                    f"{name}={str(path)!r}: cell {cell!r} at data row {i + 1}, column {j + 1} "
-                    "is not a number; clean the file (only numbers, one header row at most)."
+                    f"{where}: row {r} (line {line} of the file), column {j} is missing "
+                    f"({cell!r}); drop or impute missing values first."
                 )
-    return check_data(np.array(rows, dtype=float), name=f"{name}={str(path)!r}")
+            raise ValueError(
+                f"{where}: cell {cell!r} at row {r} (line {line} of the file), column {j} is "
+                "not a number; clean the file (only numbers, one header row at most)."
+            )
+    values = np.array([cells for _, cells in rows], dtype=float)
+    return check_data(values, name=where)
+
+
+def _labels(path: Path, X: np.ndarray, spec: Any) -> np.ndarray:
+    """--labels as 0-based (N, L) ints, checked against --data and the spec."""
+    lab = load_csv(path, name="--labels")
+    where = f"--labels={str(path)!r}"
+    frac = np.flatnonzero((lab != np.round(lab)).ravel())
+    if frac.size:
+        r, c = divmod(int(frac[0]), lab.shape[1])
+        raise ValueError(
+            f"{where}: row {r + 1}, column {c + 1} holds {float(lab[r, c])!r}, not a whole number; "
+            "labels are component numbers."
+        )
+    if lab.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"{where} has {lab.shape[0]} rows but --data has {X.shape[0]}; give one label "
+            "row per observation."
+        )
+    labels = lab.astype(np.intp)
+    # a labels.csv written by `bayes-dgmm simulate` has 1-based layer columns and a path
+    if labels.shape[1] == spec.n_layers + 1:
+        labels = labels[:, : spec.n_layers]
+    if labels.shape[1] != spec.n_layers:
+        raise ValueError(
+            f"{where} has {labels.shape[1]} columns; expected one per layer ({spec.n_layers})."
+        )
+    base = 1 if labels.min() == 1 else 0
+    labels = labels - base
+    for l, G in enumerate(spec.n_components):
+        bad = np.flatnonzero((labels[:, l] < 0) | (labels[:, l] >= G))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{where}: row {i + 1}, column {l + 1} holds {int(labels[i, l]) + base}, out of "
+                f"range for layer {l + 1} of spec {spec.name!r}, which has {G} components: use "
+                f"0..{G - 1} (or 1..{G} in every column)."
+            )
+    return labels
 
 
 def _data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -138,33 +213,24 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from bayes_dgmm.spec import load_spec
 
     if getattr(args, "data", None) is None:
+        if getattr(args, "labels", None) is not None:
+            raise ValueError(
+                "--labels needs --data: labels belong to a data set; give --data with them, "
+                "or drop --labels to use the study data set and its labels."
+            )
         from bayes_dgmm.datasets import load_icbinb
 
         d = load_icbinb()
         spec = load_spec(args.spec) if args.spec else d.spec
         return d.X, d.labels, spec
-    X = load_csv(args.data)
-    labels = None
-    if getattr(args, "labels", None) is not None:
-        lab = load_csv(args.labels, name="--labels").astype(np.intp)
-        if lab.shape[0] != X.shape[0]:
-            raise ValueError(f"--labels has {lab.shape[0]} rows but --data has {X.shape[0]}.")
-        labels = lab
     if not args.spec:
         raise ValueError("--spec is required with --data: name a spec of models/ or a TOML file.")
+    X = load_csv(args.data)
     spec = load_spec(args.spec)
     spec.check_n_features(X.shape[1])
-    if labels is not None:
-        lab_comps = labels.shape[1]
-        # a labels.csv written by `bayes-dgmm simulate` has 1-based layer columns and a path
-        if lab_comps == spec.n_layers + 1:
-            labels = labels[:, : spec.n_layers]
-        if labels.min() == 1:
-            labels = labels - 1
-        if labels.shape[1] != spec.n_layers:
-            raise ValueError(
-                f"--labels has {labels.shape[1]} columns; expected one per layer ({spec.n_layers})."
-            )
+    labels = None
+    if getattr(args, "labels", None) is not None:
+        labels = _labels(args.labels, X, spec)
     min_rows = 2 * spec.n_paths
     if X.shape[0] < min_rows:
         raise ValueError(
@@ -172,6 +238,32 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
             f"{min_rows} rows or a smaller architecture."
         )
     return X, labels, spec
+
+
+def _check_out(args: argparse.Namespace, files: Sequence[str]) -> Path | None:
+    """Check before any work that --out is (or can be made) a writable folder for ``files``."""
+    if getattr(args, "out", None) is None:
+        return None
+    out = Path(args.out)
+    where = f"--out={str(out)!r}"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{where} is a file, not a folder; give a folder for the results.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"{where} cannot be created ({exc.strerror}); give a folder you can write to."
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"{where} is not writable; give a folder you can write to.")
+    for name in files:
+        target = out / name
+        if target.is_dir():
+            raise ValueError(
+                f"{where}: {name} there is a folder, but this command writes a file of that "
+                "name; remove it or choose another --out."
+            )
+    return out
 
 
 class _Progress:
@@ -202,6 +294,7 @@ def _reproduce(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.experiments.reproduce import reproduce
     from bayes_dgmm.experiments.study import ExperimentSettings
 
+    _check_out(args, ["report.md", "summary.json"])
     X, labels, spec = _data(args)
     if args.quick:
         settings = ExperimentSettings(
@@ -246,7 +339,7 @@ def _reproduce(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _budget(args: argparse.Namespace) -> dict[str, Any]:
-    from bayes_dgmm.experiments.methods import DEFAULT_BUDGET, QUICK_BUDGET
+    from bayes_dgmm.experiments.methods import DEFAULT_BUDGET, QUICK_BUDGET, check_budget
 
     budget = dict(QUICK_BUDGET if args.quick else DEFAULT_BUDGET)
     for item in args.budget or []:
@@ -258,14 +351,22 @@ def _budget(args: argparse.Namespace) -> dict[str, Any]:
         try:
             budget[key] = int(value)
         except ValueError:
-            raise ValueError(f"--budget {item!r}: {value!r} is not an integer.") from None
-    return budget
+            raise ValueError(
+                f"--budget {item!r}: {value!r} is not an integer; give {key}=N."
+            ) from None
+    return check_budget(budget, option="--budget")
+
+
+class _NotAllRun(Exception):
+    """A command finished, but some requested methods could not run."""
 
 
 def _compare(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.experiments.compare import compare_methods
     from bayes_dgmm.experiments.report import markdown_table
 
+    _check_out(args, ["comparison.csv", "comparison.png", "report.md"])
+    budget = _budget(args)
     X, labels, spec = _data(args)
     progress = _Progress("methods", args.quiet)
     try:
@@ -275,7 +376,7 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
             args.out,
             methods=args.methods,
             labels=labels,
-            budget=_budget(args),
+            budget=budget,
             random_state=args.seed,
             n_jobs=args.n_jobs,
             progress=progress,
@@ -301,6 +402,14 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
     ]
     _emit(args, markdown_table(rows, cols))
     _emit(args, f"wrote comparison.csv, comparison.png, fits/ and report.md to {args.out}")
+    skipped = [r for r in rows if "skipped" in r]
+    if skipped:
+        raise _NotAllRun(
+            "could not run "
+            + "; ".join(f"{r['method']} ({r['skipped']})" for r in skipped)
+            + f". The other methods' results are in {args.out}; raise the budget (--budget) "
+            "and rerun to add them."
+        )
     return {"rows": rows}
 
 
@@ -315,13 +424,18 @@ def _fit(args: argparse.Namespace) -> dict[str, Any]:
         write_json,
     )
 
+    files = ["params.json", "labels.csv", "fit.json", "fit.png", "report.md"]
+    if args.method not in ("stochastic", "exact", "gmm"):
+        files.append("fit.nc")
+    _check_out(args, files)
+    budget = _budget(args)
     X, labels, spec = _data(args)
     result = run_method(
         args.method,
         X,
         spec,
         random_state=args.seed,
-        budget=_budget(args),
+        budget=budget,
         n_jobs=args.n_jobs,
         progressbar=not args.quiet,
     )
@@ -355,6 +469,7 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.diagnostics.posterior import describe_fit, relabel_posterior
     from bayes_dgmm.experiments.report import Report, markdown_table, save_figure, write_json
 
+    _check_out(args, ["report.md", "diagnostics.json"])
     X, labels, _ = _data(args)
     est = BayesianDeepGaussianMixture.load(args.fit)
     verdict = describe_fit(est.idata_, X, reference_labels=labels)
@@ -379,7 +494,35 @@ def _emit(args: argparse.Namespace, text: str) -> None:
         print(text)
 
 
+def _int_in(low: int, high: int | None = None, *, nonzero: bool = False) -> Callable[[str], int]:
+    """An argparse type: an integer in ``low..high`` (``nonzero``: any integer but 0)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if nonzero:
+            if value == 0:
+                raise argparse.ArgumentTypeError(
+                    "0 is out of range; give a number of workers >= 1 (or -1 for all cores)"
+                )
+        elif value < low or (high is not None and value > high):
+            allowed = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range; give an integer {allowed}")
+        return value
+
+    return parse
+
+
+_SEED = _int_in(0, 2**32 - 1)
+_POSITIVE = _int_in(1)
+_N_JOBS = _int_in(0, nonzero=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from bayes_dgmm import __version__
+
     parser = argparse.ArgumentParser(
         prog="bayes-dgmm",
         description="Deep Gaussian mixture models: simulate, fit, diagnose, compare.",
@@ -394,14 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="draw a data set from a model spec, write CSV")
     p.add_argument("--spec", default="icbinb-sec3", help="shipped spec name or TOML path")
-    p.add_argument("--n-samples", type=int, default=4000)
+    p.add_argument("--n-samples", type=_POSITIVE, default=4000)
     p.add_argument(
         "--n-features",
-        type=int,
+        type=_POSITIVE,
         default=None,
         help="number of features when the spec does not fix it",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_simulate)
@@ -412,17 +555,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce Selosse et al. (2020), sec. 3: Table 1 and Figure 2 (model "
         "selection of the first layer), Figures 3-5 and Tables 2-3 (random starts at the true "
         "architecture), for the stochastic and the exact EM side by side. Every finished run "
-        "is saved in OUT/runs at once; rerunning after an interruption recomputes none of them.",
+        "is saved in OUT/runs at once, under a digest of its inputs (data, labels, spec, "
+        "settings, seed, package version): rerunning after an interruption recomputes none "
+        "of them, and a run with other inputs into the same OUT is computed afresh, its runs "
+        "kept apart from the earlier ones (the tables and report show the latest run).",
     )
     _data_options(p)
-    p.add_argument("--runs", type=int, default=20, help="runs per method (study: 20)")
+    p.add_argument("--runs", type=_POSITIVE, default=20, help="runs per method (study: 20)")
     p.add_argument(
         "--mutual-runs",
-        type=int,
+        type=_POSITIVE,
         default=100,
         help="random starts for the mutual-ARI census, Figure 5 (study: 100)",
     )
-    p.add_argument("--max-iter", type=int, default=200, help="EM iterations (study: 200)")
+    p.add_argument("--max-iter", type=_POSITIVE, default=200, help="EM iterations (study: 200)")
     p.add_argument(
         "--stopping",
         default="fixed",
@@ -434,8 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--algorithms", nargs="+", default=["stochastic", "exact"], choices=["stochastic", "exact"]
     )
     p.add_argument("--sections", nargs="+", default=["3.2", "3.3"], choices=["3.2", "3.3"])
-    p.add_argument("--n-jobs", type=int, default=2, help="parallel runs (joblib)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--n-jobs", type=_N_JOBS, default=2, help="parallel runs (joblib; -1: all cores)"
+    )
+    p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -453,8 +601,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit the DGMM by stochastic EM, exact EM, a GMM, MAP, ADVI, full-rank "
         "ADVI, NUTS (nutpie; PyMC's own sampler with --methods ... nuts) and SMC; write "
         "comparison.csv, comparison.png, the fits and report.md. Finished methods are saved "
-        "at once; a rerun resumes. The default budgets fit 10 minutes on 2 cores (a smoke "
-        "test of every method); raise them with --budget KEY=VALUE.",
+        "at once under a digest of their inputs (data, labels, spec, method, budget, seed, "
+        "package version); a rerun resumes, and a run with other inputs into the same OUT "
+        "is computed afresh, kept apart from the earlier runs. A method the budget cannot "
+        "run is reported and makes the command exit with status 1. The default budgets fit "
+        "10 minutes on 2 cores (a smoke test of every method); raise them with --budget "
+        "KEY=VALUE.",
     )
     _data_options(p)
     p.add_argument(
@@ -490,8 +642,10 @@ def _budget_options(p: argparse.ArgumentParser) -> None:
         help="override a budget, e.g. --budget draws=500 chains=4",
     )
     p.add_argument("--quick", action="store_true", help="small budgets: a smoke test")
-    p.add_argument("--n-jobs", type=int, default=2, help="parallel restarts/chains")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--n-jobs", type=_N_JOBS, default=2, help="parallel restarts/chains (-1: all cores)"
+    )
+    p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars or printed tables")
 
@@ -516,24 +670,60 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+_NOISY_LIBRARIES = ("pytensor", "pymc", "arviz", "nutpie", "h5netcdf", "xarray", "numba")
+
+
+def _quiet_libraries() -> None:
+    """--quiet: no warnings or log lines from the libraries below the package."""
+    import warnings
+
+    for name in _NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # run the clean-up of a Ctrl-C (temporary files, workers)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # The package's own progress at INFO; other libraries (PyTensor logs every C compile at
-    # INFO) only from WARNING up.
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    """Entry point of ``bayes-dgmm``; returns the exit status."""
+    import signal
+
+    command = "bayes-dgmm"
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version or a bad option (argparse printed it)
+            return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+        command = f"bayes-dgmm {args.command}"
+        # The package's own progress at INFO; other libraries (PyTensor logs every C compile
+        # at INFO) only from WARNING up, and nothing from them with --quiet.
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+        if args.quiet:
+            _quiet_libraries()
         args.func(args)
     except KeyboardInterrupt:
         print(
-            f"bayes-dgmm {args.command}: interrupted; finished runs are saved, rerun to resume.",
+            f"{command}: interrupted; finished runs are saved, rerun to resume.",
             file=sys.stderr,
         )
         return 130
+    except _NotAllRun as exc:
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
-        print(f"bayes-dgmm {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -152,3 +153,19 @@ def test_fit_command(tiny, tmp_path, capsys):
         == 2
     )
     assert "use KEY=VALUE with KEY one of" in capsys.readouterr().err
+
+
+def test_compare_command_exits_non_zero_when_a_method_cannot_run(tiny, tmp_path, capsys):
+    import pytensor
+
+    np.savetxt(tmp_path / "X.csv", tiny.X, delimiter=",")
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC.to_toml())
+    argv = ["compare", "--data", str(tmp_path / "X.csv"), "--spec", str(spec), "--quiet"]
+    argv += ["--methods", "gmm", "smc", "--budget", "smc_draws=10", "gmm_restarts=1"]
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        code = main([*argv, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert re.search(r"error: could not run smc \(method='smc' with draws=10 particles", err)
+    assert (tmp_path / "o" / "comparison.csv").is_file()  # the other methods are kept
