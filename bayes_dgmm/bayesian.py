@@ -25,12 +25,15 @@ file written by another package version or for another spec than the one asked f
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import math
+import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -545,9 +548,10 @@ class BayesianDeepGaussianMixture:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file; give the path of a saved fit.")
         try:
-            with xr.open_datatree(path, engine="h5netcdf") as opened:
-                tree = opened.load()
-        except (OSError, ValueError, KeyError) as exc:
+            with _quiet_unraisable():
+                with xr.open_datatree(path, engine="h5netcdf") as opened:
+                    tree = opened.load()
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise ValueError(
                 f"{path} cannot be read as a netCDF fit ({type(exc).__name__}: {exc}); the file "
                 "is truncated, damaged or not a netCDF file: restore it or refit."
@@ -571,7 +575,21 @@ class BayesianDeepGaussianMixture:
                 f"{path}: the posterior draws do not match the checksum written with them; the "
                 "file was modified after it was saved: restore it or refit."
             )
-        saved_spec = DGMMSpec.from_dict(tomllib.loads(attrs["spec_toml"]), source=str(path))
+        missing = [key for key in _SAVED_ATTRS if key not in attrs]
+        if missing:
+            raise ValueError(
+                f"{path} lacks the attribute {missing[0]!r} that save writes; the file was "
+                "damaged or edited after it was saved: restore it or refit."
+            )
+        try:
+            saved_spec = DGMMSpec.from_dict(tomllib.loads(attrs["spec_toml"]), source=str(path))
+            saved = {k: json.loads(attrs[k]) for k in ("priors", "random_seed", "constraint")}
+            n_features_in = int(attrs["n_features_in"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(
+                f"{path}: the attributes written by save cannot be read ({exc}); the file was "
+                "damaged or edited after it was saved: restore it or refit."
+            ) from None
         if spec is not None:
             if isinstance(spec, str):
                 from bayes_dgmm.spec import load_spec
@@ -586,19 +604,41 @@ class BayesianDeepGaussianMixture:
                 )
         for key in _SAVED_ATTRS:
             tree.attrs.pop(key, None)
-        priors = json.loads(attrs["priors"]) or None
         est = cls.from_spec(
             saved_spec,
-            random_seed=json.loads(attrs["random_seed"]),
-            priors=priors,
-            constraint=json.loads(attrs["constraint"]),
+            random_seed=saved["random_seed"],
+            priors=saved["priors"] or None,
+            constraint=saved["constraint"],
         )
         est.idata_ = tree
         est.spec_ = saved_spec
         est.method_ = str(attrs["method"])
-        est.n_features_in_ = int(attrs["n_features_in"])
+        est.n_features_in_ = n_features_in
         est._set_params()
         return est
+
+
+@contextlib.contextmanager
+def _quiet_unraisable() -> Iterator[None]:
+    """Drop the "Exception ignored in File.__del__" that h5netcdf prints for a damaged file.
+
+    Closing a file that failed to open raises again in its finaliser; Python prints that to
+    stderr next to our own message. Only h5netcdf's and h5py's finalisers are silenced.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        obj = unraisable.object
+        module = str(getattr(obj, "__module__", None) or type(obj).__module__)
+        if not module.startswith(("h5netcdf", "h5py")):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        gc.collect()  # run the finalisers of what failed to open while the hook is set
+        sys.unraisablehook = previous
 
 
 def _posterior_digest(posterior: xr.Dataset) -> str:

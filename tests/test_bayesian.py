@@ -156,6 +156,35 @@ def test_load_refuses_truncated_missing_and_tampered_files(fitted, tmp_path):
         BayesianDeepGaussianMixture.load(tampered)
 
 
+def test_load_refuses_damaged_attributes_cleanly(fitted, tmp_path, capfd):
+    from bayes_dgmm.cli import main
+
+    path = fitted.save(tmp_path / "fit.nc")
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(b"bayes_dgmm_format")] ^= 0xFF  # one flipped byte in the attribute block
+    flipped = tmp_path / "flipped.nc"
+    flipped.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"flipped.nc cannot be read as a netCDF fit .*damaged"):
+        BayesianDeepGaussianMixture.load(flipped)
+    capfd.readouterr()
+    assert main(["diagnose", str(flipped), "--out", str(tmp_path / "d"), "--quiet"]) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "cannot be read as a netCDF fit" in err
+    assert "Exception ignored" not in err and "Traceback" not in err
+    with xr.open_datatree(path, engine="h5netcdf") as opened:
+        tree = opened.load()
+    del tree.attrs["random_seed"]
+    deleted = tmp_path / "deleted.nc"
+    tree.to_netcdf(deleted, engine="h5netcdf")
+    with pytest.raises(ValueError, match=r"deleted.nc lacks the attribute 'random_seed'"):
+        BayesianDeepGaussianMixture.load(deleted)
+    tree.attrs["random_seed"] = "{0"
+    garbled = tmp_path / "garbled.nc"
+    tree.to_netcdf(garbled, engine="h5netcdf")
+    with pytest.raises(ValueError, match=r"garbled.nc: the attributes written by save cannot"):
+        BayesianDeepGaussianMixture.load(garbled)
+
+
 def test_load_refuses_other_spec(fitted, tmp_path):
     path = fitted.save(tmp_path / "fit.nc")
     other = DGMMSpec(n_components=(3, 2), n_factors=FACTS, name="other")
