@@ -100,3 +100,16 @@ def test_mode_census_groups_relabelled_runs(truth):
     assert census.modes[0]["empty_paths"] == 0
     np.testing.assert_allclose(np.diag(census.mutual_ari), 1.0)
     assert census.table().shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("paths", "match"),
+    [
+        ([[0, 1, 3], [0, 4, 3]], r"paths holds 4 \(run 2, observation 2, counted from 1\)"),
+        ([[0, -1, 3]], r"paths holds -1 \(run 1, observation 2.*path ids are 0\.\.3"),
+        ([[0.0, 1.5, 3.0]], r"paths has dtype float64; path ids are integers 0\.\.3"),
+    ],
+)
+def test_mode_census_refuses_invalid_path_ids(paths, match):
+    with pytest.raises(ValueError, match=match):
+        mode_census(np.array(paths), (2, 2))

@@ -99,6 +99,16 @@ def mode_census(
         raise ValueError(f"paths has shape {parts.shape}; expected (n_runs, n_samples).")
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold={threshold} must lie in (0, 1].")
+    n_paths = int(np.prod([int(g) for g in n_components]))
+    if not np.issubdtype(parts.dtype, np.integer):
+        raise ValueError(f"paths has dtype {parts.dtype}; path ids are integers 0..{n_paths - 1}.")
+    bad = np.flatnonzero((parts.ravel() < 0) | (parts.ravel() >= n_paths))
+    if bad.size:
+        r, i = divmod(int(bad[0]), parts.shape[1])
+        raise ValueError(
+            f"paths holds {int(parts[r, i])} (run {r + 1}, observation {i + 1}, counted from 1), "
+            f"not a path id of n_components={tuple(n_components)}: path ids are 0..{n_paths - 1}."
+        )
     R = parts.shape[0]
     sc = np.zeros(R) if scores is None else np.asarray(scores, dtype=float)
     if sc.shape != (R,):
