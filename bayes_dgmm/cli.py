@@ -208,8 +208,12 @@ def _labels(path: Path, X: np.ndarray, spec: Any) -> np.ndarray:
     return labels
 
 
-def _data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(X, labels or None, spec) from --data/--labels/--spec, default the study data set."""
+def _data(args: argparse.Namespace, *, fitting: bool = True) -> tuple[Any, Any, Any]:
+    """(X, labels or None, spec) from --data/--labels/--spec, default the study data set.
+
+    ``fitting``: also refuse data that cannot be fitted (constant columns, extreme scales).
+    """
+    from bayes_dgmm._validation import check_not_constant
     from bayes_dgmm.spec import load_spec
 
     if getattr(args, "data", None) is None:
@@ -226,6 +230,8 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     if not args.spec:
         raise ValueError("--spec is required with --data: name a spec of models/ or a TOML file.")
     X = load_csv(args.data)
+    if fitting:
+        check_not_constant(X, name=f"--data={str(args.data)!r}")
     spec = load_spec(args.spec)
     spec.check_n_features(X.shape[1])
     labels = None
@@ -470,7 +476,7 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.experiments.report import Report, markdown_table, save_figure, write_json
 
     _check_out(args, ["report.md", "diagnostics.json"])
-    X, labels, _ = _data(args)
+    X, labels, _ = _data(args, fitting=False)
     est = BayesianDeepGaussianMixture.load(args.fit)
     verdict = describe_fit(est.idata_, X, reference_labels=labels)
     rel = relabel_posterior(est.idata_)

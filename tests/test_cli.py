@@ -300,3 +300,19 @@ def test_start_up_imports_no_heavy_library():
     code = "import sys, bayes_dgmm.cli; print(sorted({'sklearn', 'pymc'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [
+        (3, 7.5, r"--data='.*X\.csv' has 1 constant column\(s\) \(first: column 3, counted from 1"),
+        (1, 1e300, r"--data='.*X\.csv' has values beyond 1e\+150 in magnitude \(first at row 1"),
+    ],
+)
+def test_data_that_cannot_be_fitted_named_as_data(small, tmp_path, capsys, column, value, match):
+    X = np.loadtxt(small / "X.csv", delimiter=",", skiprows=1)
+    X[:, column - 1] = value if value < 1e10 else X[:, column - 1] * value
+    np.savetxt(tmp_path / "X.csv", X, delimiter=",")
+    argv = ["fit", "--data", str(tmp_path / "X.csv"), "--spec", "mfa-2layer", "--method", "gmm"]
+    code, err = _run([*argv, "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and re.search(match, err), err
