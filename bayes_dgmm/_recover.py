@@ -47,7 +47,8 @@ from numpy.typing import NDArray
 from scipy.linalg import cho_solve, cholesky, lu_factor, lu_solve, solve_triangular
 from scipy.optimize import minimize
 
-from bayes_dgmm._em_exact import e_step, m_step, path_model, path_statistics
+from bayes_dgmm._driver import run_em
+from bayes_dgmm._em_exact import e_step, exact_step, path_model
 from bayes_dgmm._init import Labeller, kmeans_labels, layerwise_init
 from bayes_dgmm._linalg import LOG_2PI, log_normalize
 from bayes_dgmm.params import DGMMParams
@@ -65,8 +66,9 @@ MAX_PERMUTATIONS = 24
 def run_exact_em(
     X: Array, params: DGMMParams, *, max_iter: int = 200, tol: float = 1e-4, reg_psi: float = 1e-10
 ) -> tuple[DGMMParams, list[float]]:
-    """Exact EM (:mod:`bayes_dgmm._em_exact`) from ``params`` until the mean log-likelihood
-    changes by less than ``tol`` per iteration.
+    """Plain exact EM (no expansion, no acceleration) from ``params`` until one iteration
+    gains less than ``tol`` per observation: the short inner fits of the aligned start, whose
+    results are only starting values (the estimator then runs to its convergence criterion).
 
     Parameters
     ----------
@@ -78,24 +80,16 @@ def run_exact_em(
     params : the final parameters
     history : log-likelihood at the start and after every iteration
     """
-    var_x = X.var(axis=0)
-    G1, R1 = params.n_components[0], params.n_factors[0]
-    model = path_model(params)
-    log_norm, resp = e_step(X, model, G1)
-    history = [float(np.sum(log_norm))]
-    for _ in range(max_iter):
-        stats = path_statistics(X, resp, model, R1)
-        new_params, _ = m_step(stats, params, reg_psi, var_x)
-        new_model = path_model(new_params)
-        log_norm, new_resp = e_step(X, new_model, G1)
-        ll = float(np.sum(log_norm))
-        if not np.isfinite(ll):
-            break
-        params, model, resp = new_params, new_model, new_resp
-        history.append(ll)
-        if abs(history[-1] - history[-2]) / X.shape[0] < tol:
-            break
-    return params, history
+    result = run_em(
+        exact_step(X, reg_psi=reg_psi, expand=False),
+        params,
+        n_samples=X.shape[0],
+        max_iter=max_iter,
+        stopping="tol",
+        tol=tol,
+        certify=False,
+    )
+    return result.params, result.log_likelihood
 
 
 def subspace_group_labels(

@@ -90,7 +90,8 @@ from numpy.typing import NDArray
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_triangular
 from scipy.special import logsumexp
 
-from bayes_dgmm._em_exact import variance_floor
+from bayes_dgmm._driver import Step, StepOutput
+from bayes_dgmm._em_exact import apply_constraint, variance_floor
 from bayes_dgmm._linalg import lowrank_logpdf
 from bayes_dgmm.params import DGMMParams
 
@@ -105,10 +106,6 @@ MIN_COMPONENT_WEIGHT = 2.0
 #: Added to every expected count before the weights are normalised (as scikit-learn's
 #: GaussianMixture does), so that no weight is exactly zero.
 _WEIGHT_EPS = 10.0 * np.finfo(np.float64).eps
-
-#: deepgmm's moving-average window and the iterations before its rule may stop.
-DEEPGMM_MA_WINDOW = 5
-DEEPGMM_MIN_ITER = 6
 
 
 # --------------------------------------------------------------------------- posteriors
@@ -403,34 +400,6 @@ def stochastic_em_iteration(
     return DGMMParams(pi=pi, eta=eta, Lambda=Lambda, psi=psi)
 
 
-def deepgmm_should_stop(logliks: Sequence[float], eps: float) -> bool:
-    """deepgmm's moving-average stopping rule on the log-likelihood history.
-
-    ``logliks[0]`` is the log-likelihood at the initial parameters and ``logliks[k]`` the
-    one after iteration ``k`` (deepgmm's ``likelihood`` vector). With ``hh = len - 1``
-    iterations done, the rule stops when ``hh > 5`` and
-
-        (mean(logliks[-5:]) - mean(logliks[-6:-1])) / |mean(logliks[-6:-1])| <= eps,
-
-    i.e. when the 5-point trailing moving average rises by at most ``eps`` relatively, or
-    falls (``deep.sem.alg.3``: ``ratio <- (ma(likelihood, 5)[hh + 1] -
-    ma(likelihood, 5)[hh]) / abs(ma(likelihood, 5)[hh])``, loop ``while ratio > eps``).
-    A non-finite ratio also stops. For ``hh <= 5`` it never stops (deepgmm sets
-    ``ratio = 2 eps``, which exceeds ``eps`` for ``eps > 0``).
-    """
-    hist = np.asarray(logliks, dtype=np.float64)
-    if hist.ndim != 1:
-        raise ValueError(f"logliks has shape {hist.shape}; pass a 1-D history of floats.")
-    if hist.size - 1 < DEEPGMM_MIN_ITER:
-        return False
-    w = DEEPGMM_MA_WINDOW
-    ma_new = hist[-w:].mean()
-    ma_old = hist[-w - 1 : -1].mean()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = (ma_new - ma_old) / abs(ma_old)
-    return not bool(ratio > eps)
-
-
 def simple_kmeans_init(
     X: np.ndarray,
     n_components: Sequence[int],
@@ -515,3 +484,19 @@ def bartlett_scores(Y: Array, mean: Array, Lambda: Array, psi: Array) -> Array:
     # Least squares in whitened coordinates: the same solution, better conditioned.
     sol, *_ = np.linalg.lstsq(Lt, ((Y - mean) * inv_sd).T, rcond=None)
     return np.asarray(sol.T)
+
+
+def stochastic_step(
+    X: Array, rng: np.random.Generator, *, reg_psi: float, constraint: str | None = None
+) -> Step:
+    """One iteration of deepgmm's stochastic EM (:mod:`bayes_dgmm._stochastic_em`) as a
+    step; its log-likelihood is not monotone."""
+
+    def step(params: DGMMParams) -> StepOutput:
+        ll = params.score(X)
+        new = stochastic_em_iteration(X, params, rng, reg_psi=reg_psi)
+        if constraint is not None:
+            new = apply_constraint(new, constraint)
+        return StepOutput(new, ll)
+
+    return step

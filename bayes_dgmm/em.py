@@ -28,7 +28,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,15 +38,10 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from threadpoolctl import threadpool_limits
 
-from bayes_dgmm._em_exact import (
-    CONSTRAINTS,
-    apply_constraint,
-    e_step,
-    m_step,
-    path_model,
-    path_statistics,
-)
+from bayes_dgmm._driver import EMResult, run_em
+from bayes_dgmm._em_exact import CONSTRAINTS, exact_step
 from bayes_dgmm._init import INITIALISERS
+from bayes_dgmm._stochastic_em import stochastic_step
 from bayes_dgmm._validation import RandomLike, as_generator, check_data, check_not_constant
 from bayes_dgmm.params import DGMMParams
 from bayes_dgmm.spec import validate_architecture
@@ -59,7 +54,8 @@ ALGORITHMS = ("exact", "stochastic")
 #: "aligned" (the default) is :func:`bayes_dgmm._recover.aligned_init`; the others are
 #: the layer-wise partitions of :mod:`bayes_dgmm._init` (the study's random-start baseline).
 INITS = ("aligned", *INITIALISERS)
-STOPPING = ("auto", "tol", "fixed", "deepgmm")
+STOPPING = ("auto", "aitken", "tol", "fixed", "deepgmm")
+ACCELERATIONS = ("anderson", None)
 
 #: scikit-learn estimator checks that cannot pass, mapped to the reason (the test suite passes
 #: it to ``parametrize_with_checks``). Empty: with ``n_components=(2,), n_factors=(1,)`` every
@@ -115,16 +111,7 @@ class RestartSummary:
     log_likelihood: float
     n_iter: int
     converged: bool
-
-
-@dataclass
-class _RunResult:
-    params: DGMMParams
-    log_likelihood: list[float]
-    n_iter: int
-    converged: bool
-    empty: list[tuple[int, int]] = field(default_factory=list)
-    failure: str | None = None
+    remaining: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -138,97 +125,87 @@ class _Settings:
     reg_psi: float
     constraint: str | None
     stopping: str
+    acceleration: str | None
+    parameter_expansion: bool
     verbose: int
 
 
-def _run_exact(X: Array, params: DGMMParams, s: _Settings, restart: int) -> _RunResult:
-    """EM iterations of the exact algorithm from ``params`` (BLAS threads already pinned)."""
-    N = X.shape[0]
-    var_x = X.var(axis=0)
-    G1, R1 = params.n_components[0], params.n_factors[0]
-    model = path_model(params)
-    log_norm, resp = e_step(X, model, G1)
-    history = [float(np.sum(log_norm))]
-    converged, n_iter = False, 0
-    empty: list[tuple[int, int]] = []
-    failure: str | None = None
-    for n_iter in range(1, s.max_iter + 1):
-        stats = path_statistics(X, resp, model, R1)
-        new_params, empty = m_step(stats, params, s.reg_psi, var_x)
-        if s.constraint is not None:
-            new_params = apply_constraint(new_params, s.constraint)
-        new_model = path_model(new_params)
-        log_norm, new_resp = e_step(X, new_model, G1)
-        ll = float(np.sum(log_norm))
-        if not np.isfinite(ll):
-            failure = f"the log-likelihood became {ll} at iteration {n_iter}"
-            n_iter -= 1
-            break
-        params, model, resp = new_params, new_model, new_resp
-        history.append(ll)
-        if s.verbose >= 2:
-            logger.info("restart %d iteration %d: log-likelihood %.6f", restart, n_iter, ll)
-        if _should_stop(history, s, N):
-            converged = True
-            break
-    return _RunResult(params, history, n_iter, converged, empty, failure)
+#: With ``n_init > 1`` the exact EM screens its restarts: each runs ``SCREEN_ITER`` iterations,
+#: and only those within ``max(SCREEN_MARGIN, SCREEN_MARGIN_PER_ROW * N)`` nats of the best
+#: run on to convergence, so restarts left in far worse optima cost little while every
+#: close call is decided by converged likelihoods.
+SCREEN_ITER = 100
+SCREEN_MARGIN = 100.0
+SCREEN_MARGIN_PER_ROW = 1e-2
 
 
-def _should_stop(history: Sequence[float], s: _Settings, n_samples: int) -> bool:
-    if s.stopping == "fixed" or len(history) < 2:
-        return False
-    if s.stopping == "deepgmm":
-        from bayes_dgmm._stochastic_em import deepgmm_should_stop
+def _starting_values(X: Array, s: _Settings, rng: np.random.Generator) -> DGMMParams:
+    if isinstance(s.init, DGMMParams):
+        return s.init.copy()
+    if s.init == "aligned":
+        from bayes_dgmm._recover import aligned_init
 
-        return bool(deepgmm_should_stop(history, s.tol))
-    return abs(history[-1] - history[-2]) / n_samples < s.tol
-
-
-def _run_stochastic(
-    X: Array, params: DGMMParams, s: _Settings, rng: np.random.Generator, restart: int
-) -> _RunResult:
-    """Iterations of deepgmm's stochastic EM (:mod:`bayes_dgmm._stochastic_em`)."""
-    from bayes_dgmm._stochastic_em import stochastic_em_iteration
-
-    N = X.shape[0]
-    history = [params.score(X)]
-    converged, n_iter = False, 0
-    failure: str | None = None
-    for n_iter in range(1, s.max_iter + 1):
-        new_params = stochastic_em_iteration(X, params, rng, reg_psi=s.reg_psi)
-        if s.constraint is not None:
-            new_params = apply_constraint(new_params, s.constraint)
-        ll = new_params.score(X)
-        if not np.isfinite(ll):
-            failure = f"the log-likelihood became {ll} at iteration {n_iter}"
-            n_iter -= 1
-            break
-        params = new_params
-        history.append(ll)
-        if s.verbose >= 2:
-            logger.info("restart %d iteration %d: log-likelihood %.6f", restart, n_iter, ll)
-        if _should_stop(history, s, N):
-            converged = True
-            break
-    return _RunResult(params, history, n_iter, converged, [], failure)
+        return aligned_init(X, s.n_components, s.n_factors, rng)
+    return INITIALISERS[s.init](X, s.n_components, s.n_factors, rng)
 
 
-def _run_restart(X: Array, seed: np.random.SeedSequence, s: _Settings, restart: int) -> _RunResult:
-    """One restart: starting values from ``seed``, then EM. Runs in a joblib worker."""
+def _iterate(
+    X: Array,
+    params: DGMMParams,
+    s: _Settings,
+    rng: np.random.Generator,
+    restart: int,
+    max_iter: int,
+    certify: bool = True,
+) -> EMResult:
+    if s.algorithm == "exact":
+        step = exact_step(
+            X, reg_psi=s.reg_psi, constraint=s.constraint, expand=s.parameter_expansion
+        )
+        accelerate = s.acceleration == "anderson" and s.constraint is None
+    else:
+        step = stochastic_step(X, rng, reg_psi=s.reg_psi, constraint=s.constraint)
+        accelerate = False
+    return run_em(
+        step,
+        params,
+        n_samples=X.shape[0],
+        max_iter=max_iter,
+        stopping=s.stopping,
+        tol=s.tol,
+        accelerate=accelerate,
+        certify=certify and s.algorithm == "exact",
+        label=f"restart {restart}",
+        verbose=s.verbose,
+    )
+
+
+def _run_restart(
+    X: Array, seed: np.random.SeedSequence, s: _Settings, restart: int, max_iter: int
+) -> EMResult:
+    """One restart: starting values from ``seed``, then up to ``max_iter`` iterations (not
+    certified when they are a screening phase). Runs in a joblib worker."""
     with threadpool_limits(1):
         rng = np.random.default_rng(seed)
-        if isinstance(s.init, DGMMParams):
-            params = s.init.copy()
-        elif s.init == "aligned":
-            from bayes_dgmm._recover import aligned_init
+        params = _starting_values(X, s, rng)
+        result = _iterate(X, params, s, rng, restart, max_iter, certify=max_iter == s.max_iter)
+    _log_restart(s, restart, result)
+    return result
 
-            params = aligned_init(X, s.n_components, s.n_factors, rng)
-        else:
-            params = INITIALISERS[s.init](X, s.n_components, s.n_factors, rng)
-        if s.algorithm == "exact":
-            result = _run_exact(X, params, s, restart)
-        else:
-            result = _run_stochastic(X, params, s, rng, restart)
+
+def _continue_restart(X: Array, first: EMResult, s: _Settings, restart: int) -> EMResult:
+    """Run a screened restart on to convergence; its history continues the first phase's."""
+    with threadpool_limits(1):
+        rest = _iterate(
+            X, first.params, s, np.random.default_rng(0), restart, s.max_iter - first.n_iter
+        )
+    rest.log_likelihood = [*first.log_likelihood, *rest.log_likelihood[1:]]
+    rest.n_iter = len(rest.log_likelihood) - 1
+    _log_restart(s, restart, rest)
+    return rest
+
+
+def _log_restart(s: _Settings, restart: int, result: EMResult) -> None:
     if s.verbose >= 1:
         logger.info(
             "restart %d: log-likelihood %.6f after %d iterations (converged: %s)",
@@ -237,7 +214,6 @@ def _run_restart(X: Array, seed: np.random.SeedSequence, s: _Settings, restart: 
             result.n_iter,
             result.converged,
         )
-    return result
 
 
 def _seed_sequences(random_state: RandomLike, n: int) -> list[np.random.SeedSequence]:
@@ -280,12 +256,17 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         instead of k-means; a :class:`DGMMParams`: these starting values (every restart then
         starts from them).
     n_init : int, default 1
-        Number of restarts; the one with the highest final log-likelihood is kept.
-    max_iter : int, default 200
-        Iterations per restart (the study ran 200).
+        Number of restarts; the one with the highest final log-likelihood is kept. Every
+        restart runs to its own convergence criterion, so the choice compares converged
+        likelihoods.
+    max_iter : int, default 2000
+        Most iterations per restart (the study ran 200 with ``stopping="fixed"``).
     tol : float, default 1e-3
-        With ``stopping="tol"``: stop when the mean log-likelihood per sample changes by less
-        than ``tol``. With ``stopping="deepgmm"``: the ``eps`` of deepgmm's rule.
+        Per observation. With ``stopping="aitken"``: Aitken's estimate of the log-likelihood
+        still to gain (:func:`bayes_dgmm._driver.aitken_remaining`) below ``tol * N``; with
+        ``"tol"``: one iteration's gain below ``tol * N``; with ``"deepgmm"``: the ``eps`` of
+        deepgmm's rule. ``converged_`` of the exact EM is always Aitken's criterion at
+        ``tol``, whatever the stopping rule.
     reg_psi : float, default 1e-10
         Floor on the noise variances ``psi``, *relative* to the variance of each feature
         (layer 1) or of each score ``z^(l-1)`` (layer ``l``). Keep it far below the smallest
@@ -300,11 +281,21 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         layer the scores ``z^(l)`` are not isotropic (they are a Gaussian mixture), so a
         component-wise rotation changes the model: the constraint then restricts it, as in
         the study (sec. 3.4), and the log-likelihood may decrease at that step.
-    stopping : {"auto", "tol", "fixed", "deepgmm"}, default "auto"
-        ``"tol"``: change of the mean log-likelihood below ``tol`` (scikit-learn's rule);
-        ``"fixed"``: run ``max_iter`` iterations (the study's 200); ``"deepgmm"``: deepgmm's
-        moving-average rule with ``eps=tol``; ``"auto"``: ``"tol"`` for ``"exact"``,
-        ``"deepgmm"`` for ``"stochastic"``.
+    stopping : {"auto", "aitken", "tol", "fixed", "deepgmm"}, default "auto"
+        ``"aitken"``: the estimated remaining gain below ``tol * N``, a rule that a crawling
+        EM cannot meet (its gains shrink too slowly); ``"tol"``: one iteration's gain below
+        ``tol * N`` (scikit-learn's rule, met by a crawl); ``"fixed"``: run ``max_iter``
+        iterations (the study's 200); ``"deepgmm"``: deepgmm's moving-average rule with
+        ``eps=tol``; ``"auto"``: ``"aitken"`` for ``"exact"``, ``"deepgmm"`` for
+        ``"stochastic"``.
+    acceleration : {"anderson", None}, default "anderson"
+        Anderson acceleration of the exact EM (memory 10) with a safeguard that keeps the
+        log-likelihood monotone; None: plain iterations. Off under a ``constraint``.
+    parameter_expansion : bool, default True
+        Parameter-expanded EM for the exact algorithm: each M-step also maximises over an
+        affine working map of every component's latent scores and folds it into the
+        loadings (Liu, Rubin & Wu 1998). It moves the components' latent frames, EM's slow
+        directions on data like the study's, in a few iterations instead of thousands.
     random_state : None, int or numpy Generator, default None
         Seeds the restarts: each restart gets a ``SeedSequence`` spawned from it, so results
         do not depend on ``n_jobs``.
@@ -316,7 +307,10 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     Attributes
     ----------
     params_ : DGMMParams, the best restart's parameters
-    converged_ : bool
+    converged_ : bool, the convergence criterion (``stopping``, ``tol``) holds at the end:
+        Aitken's for the exact EM, deepgmm's for the stochastic EM
+    remaining_ : float, Aitken's estimate of the log-likelihood (nats) the best restart
+        would still gain (exact EM; ``nan`` for the stochastic EM)
     n_iter_ : int
     lower_bound_ : float, total log-likelihood of ``params_`` on the training data
     history_ : FitHistory, log-likelihood and BIC after every iteration of the best restart
@@ -332,11 +326,13 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         algorithm: str = "exact",
         init: str | DGMMParams = "aligned",
         n_init: int = 1,
-        max_iter: int = 200,
+        max_iter: int = 2000,
         tol: float = 1e-3,
         reg_psi: float = 1e-10,
         constraint: str | None = None,
         stopping: str = "auto",
+        acceleration: str | None = "anderson",
+        parameter_expansion: bool = True,
         random_state: RandomLike = None,
         verbose: int = 0,
         n_jobs: int | None = None,
@@ -351,6 +347,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         self.reg_psi = reg_psi
         self.constraint = constraint
         self.stopping = stopping
+        self.acceleration = acceleration
+        self.parameter_expansion = parameter_expansion
         self.random_state = random_state
         self.verbose = verbose
         self.n_jobs = n_jobs
@@ -409,9 +407,33 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(f"constraint={self.constraint!r} is not None or one of {CONSTRAINTS}.")
         if self.stopping not in STOPPING:
             raise ValueError(f"stopping={self.stopping!r} is not one of {STOPPING}.")
+        if isinstance(self.verbose, bool) or not isinstance(self.verbose, numbers.Integral):
+            raise ValueError(f"verbose={self.verbose!r} must be an integer 0, 1 or 2.")
+        if self.verbose < 0:
+            raise ValueError(f"verbose={self.verbose!r} must be an integer 0, 1 or 2.")
+        if self.n_jobs is not None and (
+            isinstance(self.n_jobs, bool)
+            or not isinstance(self.n_jobs, numbers.Integral)
+            or self.n_jobs == 0
+            or abs(self.n_jobs) > 4096
+        ):
+            raise ValueError(
+                f"n_jobs={self.n_jobs!r} must be None or a non-zero integer (-1: every CPU)."
+            )
+        if self.acceleration not in ACCELERATIONS:
+            raise ValueError(f"acceleration={self.acceleration!r} is not one of {ACCELERATIONS}.")
+        if not isinstance(self.parameter_expansion, bool | np.bool_):
+            raise ValueError(
+                f"parameter_expansion={self.parameter_expansion!r} must be True or False."
+            )
         stopping = self.stopping
         if stopping == "auto":
-            stopping = "tol" if self.algorithm == "exact" else "deepgmm"
+            stopping = "aitken" if self.algorithm == "exact" else "deepgmm"
+        if stopping == "aitken" and self.algorithm == "stochastic":
+            raise ValueError(
+                "stopping='aitken' needs a monotone EM; the stochastic EM's log-likelihood "
+                "is random: use stopping='deepgmm' or 'fixed' with algorithm='stochastic'."
+            )
         return _Settings(
             n_components=comps,
             n_factors=facts,
@@ -422,6 +444,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
             reg_psi=float(self.reg_psi),
             constraint=self.constraint,
             stopping=stopping,
+            acceleration=self.acceleration,
+            parameter_expansion=bool(self.parameter_expansion),
             verbose=int(self.verbose),
         )
 
@@ -450,26 +474,44 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         Xa = self._check_input(X)
         settings = self._check_settings(Xa)
         seeds = _seed_sequences(self.random_state, settings_n_init := int(self.n_init))
-        results: list[_RunResult] = Parallel(n_jobs=self.n_jobs)(
-            delayed(_run_restart)(Xa, seed, settings, k) for k, seed in enumerate(seeds)
+        screen = (
+            settings.algorithm == "exact"
+            and settings_n_init > 1
+            and settings.stopping != "fixed"
+            and settings.max_iter > SCREEN_ITER
         )
+        first_iter = SCREEN_ITER if screen else settings.max_iter
+        results: list[EMResult] = Parallel(n_jobs=self.n_jobs)(
+            delayed(_run_restart)(Xa, seed, settings, k, first_iter) for k, seed in enumerate(seeds)
+        )
+        if screen:
+            finals = np.array([r.log_likelihood[-1] for r in results])
+            margin = max(SCREEN_MARGIN, SCREEN_MARGIN_PER_ROW * Xa.shape[0])
+            keep = [k for k in range(len(results)) if finals[k] >= finals.max() - margin]
+            continued: list[EMResult] = Parallel(n_jobs=self.n_jobs)(
+                delayed(_continue_restart)(Xa, results[k], settings, k) for k in keep
+            )
+            for k, r in zip(keep, continued, strict=True):
+                results[k] = r
         best = int(np.argmax([r.log_likelihood[-1] for r in results]))
         result = results[best]
         self.params_ = result.params
         self.n_features_in_ = Xa.shape[1]
         self.converged_ = result.converged
+        self.remaining_ = float(result.remaining)
         self.n_iter_ = result.n_iter
         self.lower_bound_ = float(result.log_likelihood[-1])
         ll = np.asarray(result.log_likelihood)
         k = n_free_parameters(Xa.shape[1], settings.n_components, settings.n_factors)
         self.history_ = FitHistory(log_likelihood=ll, bic=-2.0 * ll + k * np.log(Xa.shape[0]))
         self.restarts_ = [
-            RestartSummary(float(r.log_likelihood[-1]), r.n_iter, r.converged) for r in results
+            RestartSummary(float(r.log_likelihood[-1]), r.n_iter, r.converged, r.remaining)
+            for r in results
         ]
-        self._warn(result, settings, settings_n_init)
+        self._warn(result, settings, settings_n_init, Xa.shape[0])
         return self
 
-    def _warn(self, result: _RunResult, s: _Settings, n_init: int) -> None:
+    def _warn(self, result: EMResult, s: _Settings, n_init: int, n_samples: int) -> None:
         if result.failure is not None:
             warnings.warn(
                 f"EM stopped early because {result.failure}; the parameters of the previous "
@@ -477,11 +519,23 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        elif not result.converged and s.stopping in ("tol", "deepgmm"):
+        elif not result.converged:
+            if s.stopping == "deepgmm":
+                figure = f"deepgmm's rule (eps={s.tol}) did not hold"
+            elif math.isinf(result.remaining):
+                figure = "the log-likelihood was still rising without slowing down"
+            else:
+                figure = (
+                    f"Aitken's estimate of the log-likelihood still to gain is "
+                    f"{result.remaining:.3g} nats, above tol * N = {s.tol * n_samples:.3g}"
+                )
+            if result.n_iter >= s.max_iter:
+                when = f"in max_iter={s.max_iter} iterations"
+            else:
+                when = f"when stopping={s.stopping!r} ended it after {result.n_iter} iterations"
             warnings.warn(
-                f"The best of n_init={n_init} restarts did not converge in max_iter="
-                f"{s.max_iter} iterations (tol={s.tol}); increase max_iter or tol, or try "
-                "other starting values.",
+                f"The best of n_init={n_init} restarts did not converge {when}: {figure}. "
+                "Increase max_iter, or try more restarts (n_init).",
                 ConvergenceWarning,
                 stacklevel=3,
             )

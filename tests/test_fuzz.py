@@ -80,7 +80,9 @@ valid = {
     "tol": st.floats(0, 1),
     "reg_psi": st.floats(1e-12, 1e-2),
     "constraint": st.sampled_from([None, "lower_triangular", "orthonormal", "diagonal"]),
-    "stopping": st.sampled_from(["auto", "tol", "fixed", "deepgmm"]),
+    "stopping": st.sampled_from(["auto", "aitken", "tol", "fixed", "deepgmm"]),
+    "acceleration": st.sampled_from(["anderson", None]),
+    "parameter_expansion": st.booleans(),
     "random_state": st.one_of(st.none(), st.integers(0, 2**31)),
     "verbose": st.just(0),
     "n_jobs": st.sampled_from([None, 1]),
@@ -93,8 +95,7 @@ junk = st.one_of(
     st.text(max_size=3),
     st.lists(st.integers(-2, 2), max_size=3),
 )
-# verbose and n_jobs are left out: they are not checked yet (the xfail tests below)
-fuzzed = sorted(set(valid) - {"verbose", "n_jobs"})
+fuzzed = sorted(valid)
 
 
 @settings(max_examples=120, deadline=None)
@@ -145,13 +146,11 @@ def _value_accepted(name, value):
     return False
 
 
-@pytest.mark.xfail(strict=True, reason="DeepGaussianMixture does not check verbose yet")
 def test_verbose_is_checked():
     with pytest.raises(ValueError, match="verbose='x'"):
         DeepGaussianMixture((2,), n_factors=(1,), verbose="x", max_iter=1).fit(X_TINY)
 
 
-@pytest.mark.xfail(strict=True, reason="DeepGaussianMixture passes n_jobs to joblib unchecked")
 @pytest.mark.parametrize("n_jobs", [3604508.0, [1], 2**40])
 def test_n_jobs_is_checked(n_jobs):
     with pytest.raises((ValueError, TypeError), match="n_jobs="):

@@ -10,10 +10,10 @@ from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
+from bayes_dgmm._driver import deepgmm_should_stop
 from bayes_dgmm._stochastic_em import (
     MIN_COMPONENT_WEIGHT,
     bartlett_scores,
-    deepgmm_should_stop,
     layer_responsibilities,
     m_step_component,
     path_posterior,

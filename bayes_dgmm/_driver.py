@@ -1,0 +1,379 @@
+"""The one EM loop: a step function, a stopping rule, acceleration and a convergence measure.
+
+Every EM variant of the package (the exact EM with or without parameter expansion, the
+stochastic EM, the short inner fits of the aligned start) is a *step*: ``params -> (new
+params, log-likelihood of params, empty components)``. :func:`run_em` iterates it, optionally
+with Anderson acceleration under a monotonicity safeguard, and measures convergence with
+Aitken's estimate of the limiting log-likelihood (:func:`aitken_remaining`). The criteria and
+their measurements are in ``docs/recover.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.linalg import LinAlgError
+
+from bayes_dgmm.params import DGMMParams
+
+Array = NDArray[np.float64]
+
+logger = logging.getLogger(__name__)
+
+#: Stopping rules of :func:`run_em`.
+STOPPING_RULES = ("aitken", "tol", "fixed", "deepgmm")
+
+#: Plain steps per block of the Aitken estimate, and blocks per estimate.
+AITKEN_BLOCK = 5
+AITKEN_BLOCKS = 4
+#: A probe after accelerated steps first runs this many plain steps: the extrapolation
+#: excites fast modes whose decay would otherwise pass for the rate of the slow one.
+PROBE_SETTLE = 10
+
+#: Anderson acceleration keeps this many past iterates (its "memory").
+ANDERSON_MEMORY = 10
+
+#: With acceleration, an Aitken probe runs once the last ``PROBE_WINDOW`` iterations gained
+#: less than ``tol * N`` in all.
+PROBE_WINDOW = 20
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What one EM step returns: the new parameters, the log-likelihood of the *input*
+    parameters (a by-product of the E-step) and the components left empty."""
+
+    params: DGMMParams
+    log_likelihood: float
+    empty: tuple[tuple[int, int], ...] = ()
+
+
+Step = Callable[[DGMMParams], StepOutput]
+
+
+@dataclass
+class EMResult:
+    """Outcome of :func:`run_em`.
+
+    Attributes
+    ----------
+    params : the final parameters
+    log_likelihood : the log-likelihood at the start and after every iteration
+    n_iter : iterations done (``len(log_likelihood) - 1``)
+    converged : whether the convergence criterion holds at the end (module docstring)
+    remaining : Aitken's estimate of the log-likelihood still to gain, in nats (``inf`` when
+        the gains do not shrink; ``nan`` when not measured)
+    empty : (layer, component) pairs left empty by the last step
+    failure : why the run stopped early, or None
+    """
+
+    params: DGMMParams
+    log_likelihood: list[float]
+    n_iter: int
+    converged: bool
+    remaining: float = math.nan
+    empty: list[tuple[int, int]] = field(default_factory=list)
+    failure: str | None = None
+
+
+def aitken_remaining(history: Sequence[float], block: int = AITKEN_BLOCK) -> float:
+    """Aitken's estimate of the log-likelihood still to gain from the end of ``history``.
+
+    The last ``AITKEN_BLOCKS`` blocks of ``block`` iterations give gains ``d_1..d_4``; the
+    rate per block is ``a = ((d_3 + d_4) / (d_1 + d_2))^(1/2)`` (two blocks pooled, which
+    steadies it against rounding in the gains), and a linearly converging sequence still
+    gains ``d_4 a / (1 - a)`` (Aitken's delta-squared limit; Boehning et al. 1994,
+    McNicholas et al. 2010). Gains below the rounding level of the log-likelihood count as
+    zero; gains that do not shrink (``a >= 1``) give ``inf``: a crawl is never converged.
+
+    Parameters
+    ----------
+    history : log-likelihoods of consecutive iterations of one monotone map (at least
+        ``AITKEN_BLOCKS * block + 1`` of them)
+    block : iterations per block
+
+    Returns
+    -------
+    float, nats (``nan`` when the history is too short)
+    """
+    n = AITKEN_BLOCKS * block + 1
+    if len(history) < n:
+        return math.nan
+    h = np.asarray(history[-n:], dtype=np.float64)[::block]
+    d = np.diff(h)
+    noise = 1e-12 * block * max(1.0, float(np.max(np.abs(h))))
+    if d[-1] <= noise:
+        return 0.0
+    early, late = d[0] + d[1], d[2] + d[3]
+    if early <= 0.0:
+        return math.inf
+    a = math.sqrt(max(late, 0.0) / early)
+    if a >= 1.0:
+        return math.inf
+    return float(d[-1] * a / (1.0 - a))
+
+
+#: deepgmm's moving-average window and the iterations before its rule may stop.
+DEEPGMM_MA_WINDOW = 5
+DEEPGMM_MIN_ITER = 6
+
+
+def deepgmm_should_stop(logliks: Sequence[float], eps: float) -> bool:
+    """deepgmm's moving-average stopping rule on the log-likelihood history.
+
+    ``logliks[0]`` is the log-likelihood at the initial parameters and ``logliks[k]`` the
+    one after iteration ``k`` (deepgmm's ``likelihood`` vector). With ``hh = len - 1``
+    iterations done, the rule stops when ``hh > 5`` and
+
+        (mean(logliks[-5:]) - mean(logliks[-6:-1])) / |mean(logliks[-6:-1])| <= eps,
+
+    i.e. when the 5-point trailing moving average rises by at most ``eps`` relatively, or
+    falls (``deep.sem.alg.3``: ``ratio <- (ma(likelihood, 5)[hh + 1] -
+    ma(likelihood, 5)[hh]) / abs(ma(likelihood, 5)[hh])``, loop ``while ratio > eps``).
+    A non-finite ratio also stops. For ``hh <= 5`` it never stops (deepgmm sets
+    ``ratio = 2 eps``, which exceeds ``eps`` for ``eps > 0``).
+    """
+    hist = np.asarray(logliks, dtype=np.float64)
+    if hist.ndim != 1:
+        raise ValueError(f"logliks has shape {hist.shape}; pass a 1-D history of floats.")
+    if hist.size - 1 < DEEPGMM_MIN_ITER:
+        return False
+    w = DEEPGMM_MA_WINDOW
+    ma_new = hist[-w:].mean()
+    ma_old = hist[-w - 1 : -1].mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (ma_new - ma_old) / abs(ma_old)
+    return not bool(ratio > eps)
+
+
+# ---------------------------------------------------------------------- parameter vectors
+def pack(params: DGMMParams) -> Array:
+    """All parameters as one vector: per layer ``log pi``, ``eta``, ``Lambda``, ``log psi``."""
+    parts: list[Array] = []
+    for l in range(params.n_layers):
+        parts += [
+            np.log(params.pi[l]),
+            params.eta[l].ravel(),
+            params.Lambda[l].ravel(),
+            np.log(params.psi[l]).ravel(),
+        ]
+    return np.concatenate(parts)
+
+
+def unpack(vector: Array, like: DGMMParams) -> DGMMParams:
+    """Inverse of :func:`pack` for the architecture of ``like`` (weights renormalised)."""
+    pi: list[Array] = []
+    eta: list[Array] = []
+    lam: list[Array] = []
+    psi: list[Array] = []
+    i = 0
+    for l in range(like.n_layers):
+        G = like.n_components[l]
+        logw = vector[i : i + G]
+        i += G
+        w = np.exp(logw - logw.max())
+        pi.append(w / w.sum())
+        for out, shape in ((eta, like.eta[l].shape), (lam, like.Lambda[l].shape)):
+            size = math.prod(shape)
+            out.append(vector[i : i + size].reshape(shape))
+            i += size
+        size = like.psi[l].size
+        psi.append(np.exp(vector[i : i + size]).reshape(like.psi[l].shape))
+        i += size
+    return DGMMParams(pi=pi, eta=eta, Lambda=lam, psi=psi)
+
+
+# ---------------------------------------------------------------------- the loop
+@dataclass
+class _State:
+    params: DGMMParams
+    out: StepOutput  # the step evaluated at params
+    history: list[float]
+
+
+def _advance(step: Step, candidate: DGMMParams) -> StepOutput | None:
+    """Evaluate the step at ``candidate``; None when its log-likelihood is not finite or
+    the linear algebra fails (the candidate is then refused)."""
+    try:
+        out = step(candidate)
+    except (LinAlgError, FloatingPointError, ValueError):
+        return None
+    return out if math.isfinite(out.log_likelihood) else None
+
+
+def _should_stop_plain(history: list[float], stopping: str, tol: float, n_samples: int) -> bool:
+    if stopping == "fixed" or len(history) < 2:
+        return False
+    if stopping == "deepgmm":
+        return bool(deepgmm_should_stop(history, tol))
+    if stopping == "tol":
+        return abs(history[-1] - history[-2]) / n_samples < tol
+    return aitken_remaining(history) <= tol * n_samples
+
+
+def run_em(
+    step: Step,
+    params: DGMMParams,
+    *,
+    n_samples: int,
+    max_iter: int,
+    stopping: str = "aitken",
+    tol: float = 1e-3,
+    accelerate: bool = False,
+    certify: bool = True,
+    label: str = "",
+    verbose: int = 0,
+) -> EMResult:
+    """Iterate ``step`` from ``params`` until the stopping rule holds or ``max_iter``.
+
+    Parameters
+    ----------
+    step : one EM iteration (:class:`StepOutput`)
+    params : starting values
+    n_samples : N (tolerances are per observation)
+    max_iter : most iterations (an accelerated iteration counts once)
+    stopping : ``"aitken"``: Aitken's estimated remaining gain below ``tol * N``;
+        ``"tol"``: one iteration's gain below ``tol * N`` (scikit-learn's rule);
+        ``"fixed"``: ``max_iter`` iterations; ``"deepgmm"``: deepgmm's moving average (for
+        the stochastic EM, whose log-likelihood is not monotone)
+    tol : per observation
+    accelerate : Anderson acceleration (memory ``ANDERSON_MEMORY``) of a monotone step: a
+        proposal whose log-likelihood is lower than the current one is replaced by the plain
+        step, so the log-likelihood never decreases
+    certify : after the loop, measure convergence with ``AITKEN_BLOCKS * AITKEN_BLOCK`` plain
+        steps when the last iterations cannot (accelerated or too few); with
+        ``stopping="fixed"`` these steps are not kept, so the run has exactly ``max_iter``
+        iterations
+    label, verbose : logging (``verbose >= 2``: one line per iteration)
+
+    Returns
+    -------
+    EMResult ; ``converged`` is Aitken's criterion for the monotone rules and deepgmm's rule
+    for ``stopping="deepgmm"``
+    """
+    if stopping not in STOPPING_RULES:
+        raise ValueError(f"stopping={stopping!r} is not one of {STOPPING_RULES}.")
+    first = _advance(step, params)
+    if first is None:
+        raise FloatingPointError(
+            "the log-likelihood of the starting values is not finite; check the data for "
+            "extreme values or give other starting values."
+        )
+    state = _State(params, first, [first.log_likelihood])
+    failure: str | None = None
+    converged = False
+    remaining = math.nan
+    plain_since = 0  # plain iterations since the last accelerated one
+    dX: list[Array] = []
+    dF: list[Array] = []
+    x = pack(params) if accelerate else np.empty(0)
+    f = pack(first.params) - x if accelerate else np.empty(0)
+    last_probe = 0
+    while len(state.history) - 1 < max_iter:
+        it = len(state.history)
+        candidate = state.out.params
+        accelerated = False
+        if accelerate and dF:
+            DF, DXm = np.array(dF).T, np.array(dX).T
+            gram = DF.T @ DF
+            gram += 1e-10 * np.trace(gram) / gram.shape[0] * np.eye(gram.shape[0])
+            try:
+                gamma = np.linalg.solve(gram, DF.T @ f)
+                proposal = x + f - (DXm + DF) @ gamma
+                candidate = unpack(proposal, params)
+                accelerated = True
+            except (LinAlgError, ValueError, FloatingPointError):
+                dX.clear()
+                dF.clear()
+        out = _advance(step, candidate)
+        if accelerated and (out is None or out.log_likelihood < state.history[-1]):
+            # the safeguard: fall back to the plain step, which never decreases
+            dX.clear()
+            dF.clear()
+            candidate, accelerated = state.out.params, False
+            out = _advance(step, candidate)
+        if out is None:
+            failure = f"the log-likelihood became non-finite at iteration {it}"
+            break
+        state = _State(candidate, out, [*state.history, out.log_likelihood])
+        plain_since = 0 if accelerated else plain_since + 1
+        if verbose >= 2:
+            logger.info("%s iteration %d: log-likelihood %.6f", label, it, out.log_likelihood)
+        if accelerate:
+            x_new = pack(candidate)
+            f_new = pack(out.params) - x_new
+            dX.append(x_new - x)
+            dF.append(f_new - f)
+            if len(dX) > ANDERSON_MEMORY:
+                dX.pop(0)
+                dF.pop(0)
+            x, f = x_new, f_new
+        if stopping == "aitken" and accelerate:
+            window = state.history[-PROBE_WINDOW - 1 :]
+            room = (
+                max_iter - (len(state.history) - 1) >= PROBE_SETTLE + AITKEN_BLOCKS * AITKEN_BLOCK
+            )
+            if (
+                room
+                and len(state.history) - last_probe > PROBE_WINDOW
+                and window[-1] - window[0] <= tol * n_samples
+            ):
+                state, remaining, failure = _probe(state, step, keep=True)
+                last_probe = len(state.history)
+                dX.clear()
+                dF.clear()
+                x = pack(state.params)
+                f = pack(state.out.params) - x
+                if failure is not None:
+                    break
+                if remaining <= tol * n_samples:
+                    converged = True
+                    break
+        elif _should_stop_plain(state.history, stopping, tol, n_samples):
+            converged = True
+            if stopping == "aitken":
+                remaining = aitken_remaining(state.history)
+            break
+    if stopping == "deepgmm" or failure is not None:
+        converged = converged and failure is None
+    elif not (stopping == "aitken" and converged):
+        if certify:
+            # the run stopped by another rule (or at max_iter): measure where it stands;
+            # the probe's steps are not kept, so the run never exceeds max_iter
+            if plain_since >= PROBE_SETTLE + AITKEN_BLOCKS * AITKEN_BLOCK:
+                remaining = aitken_remaining(state.history)
+            else:
+                _, remaining, _ = _probe(state, step, keep=False)
+            converged = remaining <= tol * n_samples
+        else:
+            converged = converged and stopping == "tol"
+    return EMResult(
+        params=state.params,
+        log_likelihood=state.history,
+        n_iter=len(state.history) - 1,
+        converged=converged,
+        remaining=remaining,
+        empty=list(state.out.empty),
+        failure=failure,
+    )
+
+
+def _probe(state: _State, step: Step, *, keep: bool) -> tuple[_State, float, str | None]:
+    """``PROBE_SETTLE + AITKEN_BLOCKS * AITKEN_BLOCK`` plain steps and Aitken's estimate on
+    the last ones; the steps are kept in the history when ``keep``."""
+    probe = _State(state.params, state.out, [state.history[-1]])
+    for _ in range(PROBE_SETTLE + AITKEN_BLOCKS * AITKEN_BLOCK):
+        candidate = probe.out.params
+        out = _advance(step, candidate)
+        if out is None:
+            return state, math.nan, "the log-likelihood became non-finite in a plain step"
+        probe = _State(candidate, out, [*probe.history, out.log_likelihood])
+    remaining = aitken_remaining(probe.history)
+    if not keep:
+        return state, remaining, None
+    return _State(probe.params, probe.out, [*state.history, *probe.history[1:]]), remaining, None
