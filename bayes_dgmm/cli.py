@@ -308,6 +308,8 @@ def _reproduce(args: argparse.Namespace) -> dict[str, Any]:
             n_mutual=5,
             max_iter=20,
             stopping=args.stopping,
+            exact_max_iter=20,
+            exact_stopping=args.exact_stopping,
             init=args.init,
             algorithms=tuple(args.algorithms),
             g1_grid=(2, 3, 4),
@@ -320,6 +322,8 @@ def _reproduce(args: argparse.Namespace) -> dict[str, Any]:
             n_mutual=args.mutual_runs,
             max_iter=args.max_iter,
             stopping=args.stopping,
+            exact_max_iter=args.exact_max_iter,
+            exact_stopping=args.exact_stopping,
             init=args.init,
             algorithms=tuple(args.algorithms),
             n_jobs=args.n_jobs,
@@ -574,12 +578,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="random starts for the mutual-ARI census, Figure 5 (study: 100)",
     )
-    p.add_argument("--max-iter", type=_POSITIVE, default=200, help="EM iterations (study: 200)")
+    p.add_argument(
+        "--max-iter", type=_POSITIVE, default=200, help="stochastic-EM iterations (study: 200)"
+    )
     p.add_argument(
         "--stopping",
         default="fixed",
         choices=["fixed", "auto", "tol", "deepgmm"],
-        help="fixed: always max-iter iterations (the study)",
+        help="stochastic EM: fixed = always max-iter iterations (the study)",
+    )
+    p.add_argument(
+        "--exact-max-iter", type=_POSITIVE, default=2000, help="most exact-EM iterations"
+    )
+    p.add_argument(
+        "--exact-stopping",
+        default="auto",
+        choices=["auto", "fixed"],
+        help="exact EM: auto = to its convergence criterion (Aitken's); fixed = exact-max-iter",
     )
     p.add_argument("--init", default="random", choices=["random", "kmeans"])
     p.add_argument(

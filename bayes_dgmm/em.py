@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.linalg import LinAlgError
 from scipy.special import xlogy
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -135,8 +136,12 @@ class _Settings:
 #: run on to convergence, so restarts left in far worse optima cost little while every
 #: close call is decided by converged likelihoods.
 SCREEN_ITER = 100
-SCREEN_MARGIN = 100.0
-SCREEN_MARGIN_PER_ROW = 1e-2
+SCREEN_MARGIN = 20.0
+SCREEN_MARGIN_PER_ROW = 5e-3
+
+
+class StartWarning(UserWarning):
+    """The requested starting values could not be computed and a simpler start was used."""
 
 
 def _starting_values(X: Array, s: _Settings, rng: np.random.Generator) -> DGMMParams:
@@ -145,8 +150,28 @@ def _starting_values(X: Array, s: _Settings, rng: np.random.Generator) -> DGMMPa
     if s.init == "aligned":
         from bayes_dgmm._recover import aligned_init
 
-        return aligned_init(X, s.n_components, s.n_factors, rng)
-    return INITIALISERS[s.init](X, s.n_components, s.n_factors, rng)
+        try:
+            return aligned_init(X, s.n_components, s.n_factors, rng)
+        except (LinAlgError, FloatingPointError, ValueError) as exc:
+            # the aligned start fits mixtures inside every component; with few rows per
+            # component their covariances are singular, while k-means partitions still work
+            warnings.warn(
+                f"init='aligned' could not be computed ({type(exc).__name__}: {exc}); this "
+                "restart starts from init='kmeans' instead. With so few rows per component, "
+                "consider fewer components or factors.",
+                StartWarning,
+                stacklevel=2,
+            )
+    try:
+        return INITIALISERS["kmeans" if s.init == "aligned" else s.init](
+            X, s.n_components, s.n_factors, rng
+        )
+    except (LinAlgError, FloatingPointError) as exc:
+        raise ValueError(
+            f"No starting values for n_components={s.n_components}, n_factors={s.n_factors} "
+            f"on X with n_samples={X.shape[0]} ({type(exc).__name__}: {exc}); pass more rows "
+            "or fewer components or factors."
+        ) from exc
 
 
 def _iterate(
@@ -166,18 +191,24 @@ def _iterate(
     else:
         step = stochastic_step(X, rng, reg_psi=s.reg_psi, constraint=s.constraint)
         accelerate = False
-    return run_em(
-        step,
-        params,
-        n_samples=X.shape[0],
-        max_iter=max_iter,
-        stopping=s.stopping,
-        tol=s.tol,
-        accelerate=accelerate,
-        certify=certify and s.algorithm == "exact",
-        label=f"restart {restart}",
-        verbose=s.verbose,
-    )
+    try:
+        return run_em(
+            step,
+            params,
+            n_samples=X.shape[0],
+            max_iter=max_iter,
+            stopping=s.stopping,
+            tol=s.tol,
+            accelerate=accelerate,
+            certify=certify and s.algorithm == "exact",
+            label=f"restart {restart}",
+            verbose=s.verbose,
+        )
+    except FloatingPointError as exc:
+        raise ValueError(
+            f"The EM could not start for n_components={s.n_components}, n_factors="
+            f"{s.n_factors} on X with n_samples={X.shape[0]}: {exc}"
+        ) from exc
 
 
 def _run_restart(
@@ -255,11 +286,13 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         layer 2, and so on; ``"random"``: uniform random partitions
         instead of k-means; a :class:`DGMMParams`: these starting values (every restart then
         starts from them).
-    n_init : int, default 1
-        Number of restarts; the one with the highest final log-likelihood is kept. Every
-        restart runs to its own convergence criterion, so the choice compares converged
-        likelihoods.
-    max_iter : int, default 2000
+    n_init : int, default 4
+        Number of restarts; the one with the highest final log-likelihood is kept. With
+        the exact EM the restarts are screened: each runs ``SCREEN_ITER`` (100) iterations and
+        those within ``max(20, 5e-3 N)`` nats of the best run on to ``max_iter``; a restart
+        left in a far worse optimum (thousands of nats on the study data) stops early. On the
+        study data one aligned start in three or four lands in such an optimum, hence 4.
+    max_iter : int, default 1500
         Most iterations per restart (the study ran 200 with ``stopping="fixed"``).
     tol : float, default 1e-3
         Per observation. With ``stopping="aitken"``: Aitken's estimate of the log-likelihood
@@ -325,8 +358,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         n_factors: int | Sequence[int] = (1,),
         algorithm: str = "exact",
         init: str | DGMMParams = "aligned",
-        n_init: int = 1,
-        max_iter: int = 2000,
+        n_init: int = 4,
+        max_iter: int = 1500,
         tol: float = 1e-3,
         reg_psi: float = 1e-10,
         constraint: str | None = None,

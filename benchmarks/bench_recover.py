@@ -8,6 +8,10 @@ truth misclassifies), log-likelihood of the fit minus that of the truth, occupie
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_recover.py --seeds 10 --jobs 2 \
         --out docs/recover
+    # the same under three OpenBLAS kernels (each run in its own process with
+    # OPENBLAS_CORETYPE set), finished fits kept in DIR/NAME-KERNEL.jsonl and resumed
+    .venv/bin/python benchmarks/bench_recover.py --data study like --seeds 10 --repeats 5 \
+        --kernels Haswell SkylakeX Sandybridge --jobs 2 --out docs/recover --name kernels
     # baselines and ablations on the study data
     .venv/bin/python benchmarks/bench_recover.py --data study --method kmeans random \
         no-align no-frame-step --repeats 3 --out docs/recover
@@ -24,6 +28,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +40,7 @@ from typing import Any
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from bayes_dgmm import DeepGaussianMixture
 from bayes_dgmm._recover import AlignOptions, aligned_init
@@ -76,6 +84,14 @@ def _labels(params: Any, X: np.ndarray) -> np.ndarray:
     return np.stack([params.predict(X, layer=l) for l in range(1, params.n_layers + 1)], axis=1)
 
 
+def blas_kernel() -> str:
+    """The OpenBLAS kernel in use (threadpoolctl's "architecture"), or the BLAS's name."""
+    for info in threadpool_info():
+        if info.get("user_api") == "blas":
+            return str(info.get("architecture") or info.get("internal_api"))
+    return "unknown"
+
+
 def run_one(name: str, loader: tuple[Any, ...], method: str, seed: int, max_iter: int) -> dict:
     """Fit one data set with one method and score it against the truth."""
     with threadpool_limits(1), warnings.catch_warnings():
@@ -101,7 +117,11 @@ def run_one(name: str, loader: tuple[Any, ...], method: str, seed: int, max_iter
         "data": name,
         "method": method,
         "seed": seed,
+        "kernel": blas_kernel(),
         "seconds": round(seconds, 1),
+        "n_iter": est.n_iter_,
+        "converged": bool(est.converged_),
+        "remaining": round(float(est.remaining_), 2),
         "loglik_fit_minus_truth": round(est.lower_bound_ - truth_ll, 1),
         "loglik_truth": round(truth_ll, 1),
         "occupied_paths": n_occupied(est.predict(data.X), data.params.n_paths),
@@ -130,32 +150,105 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="fit seeds 0..repeats-1")
     parser.add_argument("--max-iter", type=int, default=200, help="EM iterations of baselines")
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None, help="folder for recover.csv")
+    parser.add_argument("--out", type=Path, default=None, help="folder for NAME.csv")
     parser.add_argument("--name", default="recover", help="CSV file name (without .csv)")
+    parser.add_argument(
+        "--kernels", nargs="+", default=None, help="OPENBLAS_CORETYPE values, one process each"
+    )
     args = parser.parse_args()
+    if args.kernels:
+        run_kernels(args)
+        return
     tasks = [
         (name, loader, method, seed)
         for name, loader in datasets(args.data, args.seeds)
         for method in args.method
         for seed in range(args.repeats)
     ]
-    rows = Parallel(n_jobs=args.jobs)(
+    done: dict[tuple[str, str, int], dict] = {}
+    log = None
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        log = args.out / f"{args.name}.jsonl"
+        if log.exists():
+            for line in log.read_text().splitlines():
+                row = json.loads(line)
+                done[(row["data"], row["method"], row["seed"])] = row
+    todo = [t for t in tasks if (t[0], t[2], t[3]) not in done]
+    results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
         delayed(run_one)(name, loader, method, seed, args.max_iter)
-        for name, loader, method, seed in tasks
+        for name, loader, method, seed in todo
     )
+    for row in results:
+        done[(row["data"], row["method"], row["seed"])] = row
+        if log is not None:
+            with log.open("a") as fh:  # one finished fit per line: an interrupted run resumes
+                fh.write(json.dumps(row) + "\n")
+    rows = [done[(t[0], t[2], t[3])] for t in tasks]
+    print_table(rows)
+    if args.out is not None:
+        path = args.out / f"{args.name}.csv"
+        write_csv(path, rows)
+        print(f"written {path}")
+
+
+def print_table(rows: list[dict]) -> None:
     cols = list(rows[0])
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for r in rows:
         print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"{args.name}.csv"
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=cols)
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"written {path}")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def run_kernels(args: argparse.Namespace) -> None:
+    """Rerun this script once per OpenBLAS kernel (the variable must be set before numpy is
+    imported), then print the robustness table: per data set, seed and kernel, the worst
+    layer ARI and the log-likelihood above the truth's."""
+    if args.out is None:
+        raise SystemExit("--kernels needs --out (each kernel's fits are written there)")
+    argv = [a for a in sys.argv[1:]]
+    cut = argv.index("--kernels")
+    end = cut + 1
+    while end < len(argv) and not argv[end].startswith("--"):
+        end += 1
+    base = argv[:cut] + argv[end:]
+    if "--name" in base:
+        i = base.index("--name")
+        base = base[:i] + base[i + 2 :]
+    rows: list[dict] = []
+    for kernel in args.kernels:
+        env = {**os.environ, "OPENBLAS_CORETYPE": kernel, "OPENBLAS_NUM_THREADS": "1"}
+        name = f"{args.name}-{kernel}"
+        subprocess.run([sys.executable, __file__, *base, "--name", name], env=env, check=True)
+        with (args.out / f"{name}.csv").open() as fh:
+            rows += [{**r, "coretype": kernel} for r in csv.DictReader(fh)]
+    summary = []
+    for r in rows:
+        aris = [float(r[k]) for k in r if k.startswith("ari_layer_") and r[k] != ""]
+        summary.append(
+            {
+                "data": r["data"],
+                "seed": r["seed"],
+                "coretype": r["coretype"],
+                "kernel": r["kernel"],
+                "min_ari": round(min([float(r["ari_path"]), *aris]), 4),
+                "loglik_fit_minus_truth": r["loglik_fit_minus_truth"],
+                "converged": r["converged"],
+                "remaining": r["remaining"],
+                "seconds": r["seconds"],
+            }
+        )
+    print_table(summary)
+    write_csv(args.out / f"{args.name}-summary.csv", summary)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,15 @@ from sklearn.metrics import adjusted_rand_score
 
 from bayes_dgmm import BayesianDeepGaussianMixture, DeepGaussianMixture
 from bayes_dgmm.datasets import make_dgmm_data
-from bayes_dgmm.diagnostics import RHAT_OK, describe_fit, permute_layers, relabel_posterior
+from bayes_dgmm.diagnostics import describe_fit, permute_layers, relabel_posterior
 
 COMPS, FACTS = (2, 2), (2, 1)
+
+#: Two chains of 500 draws: split r_hat of a well-mixed pair scatters by about 0.005 around
+#: one, so a single run can exceed RHAT_OK (1.01, which is meant for 4+ chains with ESS >
+#: 400). The test asks whether relabelling joins the chains, a contrast of raw r_hat > 1.5
+#: against this bound, which no Monte Carlo or rounding noise of a joined pair can cross.
+RHAT_JOINED = 1.05
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +49,7 @@ def test_real_nuts_chains_in_two_labellings_are_label_switching_only(data, em):
     for row in rel.report:
         assert row["chains_relabelled"] == [1]
         assert row["rhat_raw"] > 1.5
-        assert row["rhat_relabelled"] < RHAT_OK
+        assert row["rhat_relabelled"] < RHAT_JOINED
     text = describe_fit(tree, data.X, reference_labels=data.labels)
     print(text)
     assert text.startswith("label switching only"), text

@@ -1,8 +1,10 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
 from scipy.optimize import check_grad
+from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm import DeepGaussianMixture, DGMMParams
 from bayes_dgmm import _recover as rc
@@ -193,4 +195,36 @@ def test_default_fit_recovers_the_study_partition(icbinb):
     aris = layer_aris(icbinb.labels, _labels(est.params_, icbinb.X), (3, 3, 2))
     assert min(aris.values()) >= 0.99, aris
     assert n_occupied(est.predict(icbinb.X), 18) == 18
+    # the maximum likelihood is at least the truth's (-377797.02): a fit below it has not
+    # reached the optimum of its basin
+    assert est.lower_bound_ >= icbinb.params.score(icbinb.X)
+
+
+@pytest.mark.parametrize("n", range(4, 13))
+def test_default_fit_on_few_rows_succeeds_or_says_what_to_change(n):
+    X = np.random.default_rng(n).normal(size=(n, 5))
+    est = DeepGaussianMixture((3, 2), n_factors=(2, 1), random_state=0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X)
+    except ValueError as exc:
+        assert "pass more rows" in str(exc)
+    else:
+        assert math.isfinite(est.lower_bound_)
+        assert est.lower_bound_ == pytest.approx(est.params_.score(X), rel=1e-10)
+
+
+def test_aligned_start_falls_back_to_kmeans_with_a_warning_on_real_data():
+    from sklearn.datasets import load_wine
+    from sklearn.preprocessing import StandardScaler
+
+    from bayes_dgmm.em import StartWarning
+
+    X = StandardScaler().fit_transform(load_wine().data)
+    est = DeepGaussianMixture((3, 1), n_factors=(3, 2), random_state=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(StartWarning, match="init='aligned' could not be computed"):
+            est.fit(X)
     assert math.isfinite(est.lower_bound_)

@@ -58,8 +58,9 @@ def reproduce(
     report.section(
         "Settings",
         f"N = {X.shape[0]}, J = {X.shape[1]}, G = {tuple(n_components)}, R = {tuple(n_factors)}; "
-        f"{settings.n_runs} runs per method, {settings.max_iter} EM iterations "
-        f"(stopping: {settings.stopping}), init: {settings.init}, algorithms: "
+        f"{settings.n_runs} runs per method, stochastic EM {settings.max_iter} iterations "
+        f"(stopping: {settings.stopping}), exact EM up to {settings.exact_max_iter} "
+        f"(stopping: {settings.exact_stopping}), init: {settings.init}, algorithms: "
         f"{', '.join(settings.algorithms)}, seed {settings.seed}. BIC = -2 log L + k log N "
         "(smaller is better).",
     )

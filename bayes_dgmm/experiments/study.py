@@ -165,8 +165,11 @@ class ExperimentSettings:
 
     n_runs : runs per algorithm (the study: 20)
     n_mutual : random starts for the mutual-ARI census of Figure 5 (the study: 100)
-    max_iter : EM iterations per run (the study: 200)
-    stopping : "fixed" runs max_iter iterations (the study); "auto" uses each algorithm's rule
+    max_iter : stochastic-EM iterations per run (the study: 200)
+    stopping : of the stochastic EM: "fixed" runs max_iter iterations (the study); "auto"
+        uses deepgmm's rule
+    exact_max_iter, exact_stopping : the exact EM's budget and rule; by default it runs to
+        its convergence criterion (Aitken's), as a baseline should
     init : "random" (the study) or "kmeans"
     algorithms : EM algorithms to run side by side
     n_jobs : joblib workers
@@ -177,6 +180,8 @@ class ExperimentSettings:
     n_mutual: int = 100
     max_iter: int = 200
     stopping: str = "fixed"
+    exact_max_iter: int = 2000
+    exact_stopping: str = "auto"
     init: str = "random"
     algorithms: tuple[str, ...] = ALGORITHMS
     g1_grid: tuple[int, ...] = (2, 3, 4, 5, 6)
@@ -184,13 +189,20 @@ class ExperimentSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_runs", "n_mutual", "max_iter"):
+        for name in ("n_runs", "n_mutual", "max_iter", "exact_max_iter"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer.")
         bad = [a for a in self.algorithms if a not in ALGORITHMS]
         if bad:
             raise ValueError(f"algorithms={self.algorithms} contains {bad[0]!r}; use {ALGORITHMS}.")
+
+
+def _budget(settings: ExperimentSettings, algorithm: str) -> tuple[int, str]:
+    """(max_iter, stopping) of one algorithm under ``settings``."""
+    if algorithm == "exact":
+        return settings.exact_max_iter, settings.exact_stopping
+    return settings.max_iter, settings.stopping
 
 
 def run_section32(
@@ -217,8 +229,8 @@ def run_section32(
                             n_factors=n_factors,
                             algorithm=alg,
                             seed=run_seed(settings.seed, 32, _ALG_ID[alg], g1, r),
-                            max_iter=settings.max_iter,
-                            stopping=settings.stopping,
+                            max_iter=_budget(settings, alg)[0],
+                            stopping=_budget(settings, alg)[1],
                             init=settings.init,
                             labels=labels,
                         ),
@@ -284,8 +296,8 @@ def run_section33(
                         n_factors=tuple(n_factors),
                         algorithm=alg,
                         seed=run_seed(settings.seed, 33, _ALG_ID[alg], r),
-                        max_iter=settings.max_iter,
-                        stopping=settings.stopping,
+                        max_iter=_budget(settings, alg)[0],
+                        stopping=_budget(settings, alg)[1],
                         init=settings.init,
                         labels=labels,
                     ),
