@@ -45,6 +45,7 @@ rows = st.lists(st.lists(cells, min_size=1, max_size=4), min_size=0, max_size=6)
 @given(table=rows, bom=st.booleans(), crlf=st.booleans())
 @example(table=[["NA", "1"], ["2", "3"]], bom=False, crlf=False)
 @example(table=[["1", "2"], ["3", "4"]], bom=True, crlf=True)
+@example(table=[["\ufeff1"]], bom=False, crlf=False)
 def test_csv_reader_fails_only_cleanly(tmp_path, table, bom, crlf):
     text = ("\r\n" if crlf else "\n").join(",".join(r) for r in table)
     path = tmp_path / "X.csv"
@@ -56,7 +57,11 @@ def test_csv_reader_fails_only_cleanly(tmp_path, table, bom, crlf):
     else:
         assert X.ndim == 2 and X.shape[0] >= 1 and np.all(np.isfinite(X))
         # only a first row made wholly of text is a header: no data row is ever dropped
-        first_is_text = all(_text(c) for c in table[0])
+        # the reader drops one byte-order mark at the start of the file, whichever wrote it
+        first = list(table[0])
+        if not bom:
+            first[0] = first[0].removeprefix("\ufeff")
+        first_is_text = all(_text(c) for c in first)
         assert X.shape[0] == len(table) - first_is_text
 
 
