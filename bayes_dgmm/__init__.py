@@ -17,23 +17,23 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-from bayes_dgmm.params import DGMMParams, GaussianMixtureParams, path_index, path_table
-from bayes_dgmm.simulate import Simulation, simulate
-from bayes_dgmm.spec import DGMMSpec, available_specs, load_spec, validate_architecture
+from bayes_dgmm.model.params import DGMMParams, GaussianMixtureParams, path_index, path_table
+from bayes_dgmm.model.simulate import Simulation, simulate
+from bayes_dgmm.model.spec import DGMMSpec, available_specs, load_spec, validate_architecture
 
 # The estimators are imported on first use: `import bayes_dgmm` (and the command line's
 # start-up, where a Ctrl-C must meet the CLI's handler) stays light, without scikit-learn
 # or PyMC.
 _LAZY = {
-    "DeepGaussianMixture": "bayes_dgmm.em",
-    "BayesianDeepGaussianMixture": "bayes_dgmm.bayesian",
-    "build_model": "bayes_dgmm.pymc_model",
+    "DeepGaussianMixture": "bayes_dgmm.em.estimator",
+    "BayesianDeepGaussianMixture": "bayes_dgmm.bayes.estimator",
+    "build_model": "bayes_dgmm.bayes.model",
 }
 
 if TYPE_CHECKING:
-    from bayes_dgmm.bayesian import BayesianDeepGaussianMixture
-    from bayes_dgmm.em import DeepGaussianMixture
-    from bayes_dgmm.pymc_model import build_model
+    from bayes_dgmm.bayes.estimator import BayesianDeepGaussianMixture
+    from bayes_dgmm.bayes.model import build_model
+    from bayes_dgmm.em.estimator import DeepGaussianMixture
 
 
 def __getattr__(name: str) -> Any:

@@ -21,8 +21,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
-from bayes_dgmm.datasets import load_icbinb
-from bayes_dgmm.em import DeepGaussianMixture
+from bayes_dgmm.em.estimator import DeepGaussianMixture
+from bayes_dgmm.experiments.datasets import load_icbinb
 
 
 def fit_seconds(make, X, n_iter: int) -> float:

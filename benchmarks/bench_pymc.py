@@ -3,8 +3,8 @@
 Prints, with one BLAS thread: compile time and evaluation time of the log density plus its
 gradient for PyTensor's C backend (mode "CVM") and its Numba backend (mode "NUMBA"), next to
 numpy's ``DGMMParams.score_samples``; ADVI seconds per 1000 iterations; and NUTS (nutpie on the
-C-backend density of ``bayes_dgmm._nutpie``, or ``--nutpie-backend numba`` for nutpie's own
-route) seconds per 100 draws of one chain. All runs start at the true parameters.
+C-backend density of ``bayes_dgmm.bayes.backends.nutpie``, or ``--nutpie-backend numba`` for
+nutpie's own route) seconds per 100 draws of one chain. All runs start at the true parameters.
 
 Targets (issue 5): gradient evaluation <= 5x score_samples; compile <= 20 s.
 
@@ -35,8 +35,8 @@ def main() -> None:
 
     import pymc as pm
 
-    from bayes_dgmm.datasets import load_icbinb
-    from bayes_dgmm.pymc_model import build_model, params_to_point, transformed_point
+    from bayes_dgmm.bayes.model import build_model, params_to_point, transformed_point
+    from bayes_dgmm.experiments.datasets import load_icbinb
 
     data = load_icbinb()
     print("PyMC DGMM model, study data N=4000 J=17 G=(3,3,2) R=(11,6,2), 1 BLAS thread")
@@ -95,7 +95,10 @@ def main() -> None:
 
             import nutpie
 
-            from bayes_dgmm._nutpie import compile_nutpie_model, initial_point_function
+            from bayes_dgmm.bayes.backends.nutpie import (
+                compile_nutpie_model,
+                initial_point_function,
+            )
 
             t0 = time.perf_counter()
             if args.nutpie_backend == "numba":

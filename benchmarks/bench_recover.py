@@ -43,9 +43,14 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from bayes_dgmm import DeepGaussianMixture
-from bayes_dgmm._recover import AlignOptions, aligned_init
-from bayes_dgmm.datasets import DGMMDataset, load_icbinb, make_dgmm_data, make_icbinb_like
-from bayes_dgmm.metrics import layer_aris, n_occupied
+from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
+from bayes_dgmm.em.aligned import AlignOptions, aligned_init
+from bayes_dgmm.experiments.datasets import (
+    DGMMDataset,
+    load_icbinb,
+    make_dgmm_data,
+    make_icbinb_like,
+)
 
 #: Other architectures from the package's simulator: (n_samples, J, G, R, separation).
 OTHER_DESIGNS: dict[str, tuple[int, int, tuple[int, ...], tuple[int, ...], float]] = {

@@ -1,6 +1,6 @@
 """The study's baseline on the study data: deepgmm's layer-wise stochastic EM, 5 seeds.
 
-From :func:`bayes_dgmm._stochastic_em.simple_kmeans_init` (k-means + factor analysis per
+From :func:`bayes_dgmm.em.stochastic.simple_kmeans_init` (k-means + factor analysis per
 cluster, layer by layer, as deepgmm's ``init = "kmeans"``), each seed runs ``--iters``
 iterations of :func:`stochastic_em_iteration` on the original data scale and prints, per
 seed: seconds per iteration (1 BLAS thread), the log-likelihood, the ARI of the paths and of
@@ -21,14 +21,14 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bayes_dgmm._stochastic_em import (
+from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
+from bayes_dgmm.em.stochastic import (
     deepgmm_should_stop,
     simple_kmeans_init,
     stochastic_em_iteration,
 )
-from bayes_dgmm.datasets import load_icbinb
-from bayes_dgmm.metrics import layer_aris, n_occupied
-from bayes_dgmm.params import DGMMParams
+from bayes_dgmm.experiments.datasets import load_icbinb
+from bayes_dgmm.model.params import DGMMParams
 
 EPS = 1e-3
 REG_PSI = 1e-10

@@ -22,6 +22,6 @@ def rng():
 
 @pytest.fixture(scope="session")
 def icbinb():
-    from bayes_dgmm.datasets import load_icbinb
+    from bayes_dgmm.experiments.datasets import load_icbinb
 
     return load_icbinb()

@@ -12,8 +12,8 @@ pm = pytest.importorskip("pymc")
 from pymc.testing import mock_sample  # noqa: E402
 
 from bayes_dgmm import DGMMParams, DGMMSpec  # noqa: E402
-from bayes_dgmm.bayesian import BayesianDeepGaussianMixture  # noqa: E402
-from bayes_dgmm.pymc_model import params_to_point  # noqa: E402
+from bayes_dgmm.bayes.estimator import BayesianDeepGaussianMixture  # noqa: E402
+from bayes_dgmm.bayes.model import params_to_point  # noqa: E402
 
 COMPS, FACTS, J = (2, 2), (2, 1), 5
 
@@ -80,7 +80,7 @@ def test_fit_groups_and_dims(fitted, data):
 
 
 def test_log_likelihood_is_the_dgmm_density(fitted, data):
-    from bayes_dgmm.pymc_model import point_to_params
+    from bayes_dgmm.bayes.model import point_to_params
 
     _, X, _ = data
     draw = fitted.idata_["posterior"].to_dataset().isel(chain=1, draw=3)
@@ -127,7 +127,7 @@ def test_save_load_round_trip(fitted, data, tmp_path):
 
 
 def test_load_refuses_other_version(fitted, tmp_path, monkeypatch):
-    import bayes_dgmm.bayesian as bayesian
+    import bayes_dgmm.bayes.estimator as bayesian
 
     path = fitted.save(tmp_path / "fit.nc")
     monkeypatch.setattr(bayesian, "_version", lambda: "99.0.0")
@@ -157,7 +157,7 @@ def test_load_refuses_truncated_missing_and_tampered_files(fitted, tmp_path):
 
 
 def test_load_refuses_damaged_attributes_cleanly(fitted, tmp_path, capfd):
-    from bayes_dgmm.cli import main
+    from bayes_dgmm.experiments.cli import main
 
     path = fitted.save(tmp_path / "fit.nc")
     raw = bytearray(path.read_bytes())
@@ -248,12 +248,13 @@ def test_init_params_become_initvals_and_model_is_reused(data, mock_pm_sample):
 
 
 def test_nutpie_samples_the_c_backend_density(data, monkeypatch):
-    # nutpie is driven by the package's own compiled log density (bayes_dgmm._nutpie); a
+    # nutpie is driven by the package's own compiled log density
+    # (bayes_dgmm.bayes.backends.nutpie); a
     # fake nutpie.sample evaluates what nutpie would see at the start and checks it against
     # PyMC's own compiled log density and gradient.
     import nutpie
 
-    from bayes_dgmm.pymc_model import transformed_point
+    from bayes_dgmm.bayes.model import transformed_point
 
     truth, X, _ = data
     est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=1, progressbar=False)
@@ -293,7 +294,7 @@ def test_nutpie_samples_the_c_backend_density(data, monkeypatch):
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_init_em(data, mock_pm_sample):
-    pytest.importorskip("bayes_dgmm.em", reason="the EM estimator is not available yet")
+    pytest.importorskip("bayes_dgmm.em.estimator", reason="the EM estimator is not available yet")
     _, X, _ = data
     est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
     est.fit(X, method="nuts", init="em", draws=3, chains=1)
@@ -348,7 +349,7 @@ def test_lazy_exports():
 
 # ---------------------------------------------------------------------------- real fits
 def _recovery_data():
-    from bayes_dgmm.datasets import make_dgmm_data
+    from bayes_dgmm.experiments.datasets import make_dgmm_data
 
     return make_dgmm_data(300, J, COMPS, FACTS, random_state=3, separation=6.0)
 
@@ -381,7 +382,7 @@ def test_advi_recovers_tiny_case(real_backend):
 
 @pytest.mark.slow
 def test_nuts_from_em_recovers_tiny_case(real_backend):
-    pytest.importorskip("bayes_dgmm.em", reason="the EM estimator is not available yet")
+    pytest.importorskip("bayes_dgmm.em.estimator", reason="the EM estimator is not available yet")
     data = _recovery_data()
     est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
     t0 = time.perf_counter()
@@ -393,7 +394,7 @@ def test_nuts_from_em_recovers_tiny_case(real_backend):
 
 
 def test_smc_with_fewer_particles_than_parameters_is_refused(data):
-    from bayes_dgmm.bayesian import n_free_variables
+    from bayes_dgmm.bayes.estimator import n_free_variables
 
     _, X, _ = data
     est = BayesianDeepGaussianMixture(COMPS, FACTS, progressbar=False)

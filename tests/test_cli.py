@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from bayes_dgmm.cli import main
+from bayes_dgmm.experiments.cli import main
 
 
 def test_truth_command(tmp_path, capsys):
@@ -131,7 +131,7 @@ def small(tmp_path):
     ],
 )
 def test_csv_header_is_a_row_of_text(tmp_path, content, rows):
-    from bayes_dgmm.cli import load_csv
+    from bayes_dgmm.experiments.cli import load_csv
 
     path = tmp_path / "X.csv"
     path.write_text(content, encoding="utf-8")
@@ -152,7 +152,7 @@ def test_csv_header_is_a_row_of_text(tmp_path, content, rows):
     ],
 )
 def test_csv_missing_cells_refused_wherever_they_are(tmp_path, content, match):
-    from bayes_dgmm.cli import load_csv
+    from bayes_dgmm.experiments.cli import load_csv
 
     path = tmp_path / "X.csv"
     path.write_text(content)
@@ -161,7 +161,7 @@ def test_csv_missing_cells_refused_wherever_they_are(tmp_path, content, match):
 
 
 def test_csv_not_utf8_is_one_clean_line(tmp_path):
-    from bayes_dgmm.cli import load_csv
+    from bayes_dgmm.experiments.cli import load_csv
 
     path = tmp_path / "X.csv"
     path.write_bytes("größe,b\n1,2\n".encode("latin-1"))
@@ -266,7 +266,7 @@ def test_quiet_hides_library_warnings(tmp_path, capsys, monkeypatch):
     import logging
     import warnings
 
-    import bayes_dgmm.cli as cli
+    import bayes_dgmm.experiments.cli as cli
 
     def noisy(args):
         logging.getLogger("pymc.sampling").warning("pymc says: too few draws")
@@ -282,7 +282,7 @@ def test_quiet_hides_library_warnings(tmp_path, capsys, monkeypatch):
 
 
 def test_ctrl_c_at_start_up_is_one_line(monkeypatch, capsys):
-    import bayes_dgmm.cli as cli
+    import bayes_dgmm.experiments.cli as cli
 
     def interrupted():
         raise KeyboardInterrupt
@@ -297,7 +297,10 @@ def test_start_up_imports_no_heavy_library():
     import subprocess
     import sys
 
-    code = "import sys, bayes_dgmm.cli; print(sorted({'sklearn', 'pymc'} & set(sys.modules)))"
+    code = (
+        "import sys, bayes_dgmm.experiments.cli; "
+        "print(sorted({'sklearn', 'pymc'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

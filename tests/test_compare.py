@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from bayes_dgmm import DGMMParams
-from bayes_dgmm.cli import main
-from bayes_dgmm.datasets import make_dgmm_data
+from bayes_dgmm.experiments.cli import main
 from bayes_dgmm.experiments.compare import compare_methods
+from bayes_dgmm.experiments.datasets import make_dgmm_data
 from bayes_dgmm.experiments.methods import run_method
-from bayes_dgmm.spec import DGMMSpec
+from bayes_dgmm.model.spec import DGMMSpec
 
 SPEC = DGMMSpec((2, 2), (2, 1), name="tiny")
 BUDGET = {"em_restarts": 2, "em_max_iter": 20, "gmm_restarts": 2}
@@ -36,7 +36,7 @@ def test_compare_em_and_gmm(tiny, tmp_path):
     params = DGMMParams.from_json(tmp_path / "fits" / "exact.json")
     assert exact["log_likelihood"] == pytest.approx(params.score(tiny.X), rel=1e-10)
     pred = params.paths[params.predict(tiny.X)]
-    from bayes_dgmm.metrics import layer_aris
+    from bayes_dgmm.diagnostics.metrics import layer_aris
 
     assert exact["ari_path"] == pytest.approx(layer_aris(tiny.labels, pred, (2, 2))["path"])
     assert exact["empty_paths"] == 4 - len(np.unique(params.predict(tiny.X)))

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from bayes_dgmm.datasets import (
+from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
+from bayes_dgmm.experiments.datasets import (
     icbinb_like_params,
     index_to_study_path,
     make_dgmm_data,
     make_icbinb_like,
     study_path_to_index,
 )
-from bayes_dgmm.metrics import layer_aris, n_occupied
 
 
 def test_shipped_data_shapes(icbinb):

@@ -6,8 +6,8 @@ import xarray as xr
 from sklearn.metrics import adjusted_rand_score
 
 from bayes_dgmm import BayesianDeepGaussianMixture, DeepGaussianMixture
-from bayes_dgmm.datasets import make_dgmm_data
 from bayes_dgmm.diagnostics import describe_fit, permute_layers, relabel_posterior
+from bayes_dgmm.experiments.datasets import make_dgmm_data
 
 COMPS, FACTS = (2, 2), (2, 1)
 

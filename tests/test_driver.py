@@ -9,8 +9,8 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm import DeepGaussianMixture, DGMMParams
-from bayes_dgmm._driver import AITKEN_BLOCK, AITKEN_BLOCKS, aitken_remaining, pack, unpack
-from bayes_dgmm._em_exact import (
+from bayes_dgmm.em.driver import AITKEN_BLOCK, AITKEN_BLOCKS, aitken_remaining, pack, unpack
+from bayes_dgmm.em.exact import (
     _frame_value,
     e_step,
     exact_step,

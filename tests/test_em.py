@@ -12,7 +12,8 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayes_dgmm import DeepGaussianMixture, DGMMParams, path_index
-from bayes_dgmm._em_exact import (
+from bayes_dgmm.em.estimator import EXPECTED_FAILED_CHECKS, n_free_parameters, select_architecture
+from bayes_dgmm.em.exact import (
     e_step,
     layer_slices,
     m_step,
@@ -20,11 +21,10 @@ from bayes_dgmm._em_exact import (
     path_statistics,
     rotate_loadings,
 )
-from bayes_dgmm._init import init_kmeans, init_random
-from bayes_dgmm.datasets import make_dgmm_data
-from bayes_dgmm.em import EXPECTED_FAILED_CHECKS, n_free_parameters, select_architecture
+from bayes_dgmm.em.starts import init_kmeans, init_random
+from bayes_dgmm.experiments.datasets import make_dgmm_data
 
-HAS_STOCHASTIC = importlib.util.find_spec("bayes_dgmm._stochastic_em") is not None
+HAS_STOCHASTIC = importlib.util.find_spec("bayes_dgmm.em.stochastic") is not None
 
 
 def _joint_gaussian(params, path):
@@ -269,7 +269,7 @@ def test_select_architecture(small):
     assert {"log_likelihood", "bic", "aic", "icl", "n_parameters"} <= set(table.columns)
 
 
-@pytest.mark.skipif(not HAS_STOCHASTIC, reason="bayes_dgmm._stochastic_em not written yet")
+@pytest.mark.skipif(not HAS_STOCHASTIC, reason="bayes_dgmm.em.stochastic not written yet")
 @pytest.mark.parametrize("stopping", ["fixed", "deepgmm"])
 def test_stochastic_dispatch(small, stopping):
     est = _small_est(algorithm="stochastic", stopping=stopping, random_state=0)

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from bayes_dgmm.datasets import make_dgmm_data
 from bayes_dgmm.experiments._store import RunStore, inputs_digest, run_all, run_key
+from bayes_dgmm.experiments.datasets import make_dgmm_data
 from bayes_dgmm.experiments.reproduce import reproduce
 from bayes_dgmm.experiments.study import ExperimentSettings, run_seed
 
@@ -111,7 +111,7 @@ def test_reproduce_tiny_writes_everything_and_resumes(tiny, tmp_path):
 
 
 def _cli(args, **kw):
-    cmd = [sys.executable, "-m", "bayes_dgmm.cli", *args]
+    cmd = [sys.executable, "-m", "bayes_dgmm.experiments.cli", *args]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
 
 

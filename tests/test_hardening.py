@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from bayes_dgmm import BayesianDeepGaussianMixture, DeepGaussianMixture
-from bayes_dgmm.datasets import make_dgmm_data
+from bayes_dgmm.experiments.datasets import make_dgmm_data
 
 COMPS, FACTS = (2, 2), (2, 1)
 

@@ -1,7 +1,7 @@
 import numpy as np
 from scipy.stats import multivariate_normal
 
-from bayes_dgmm._linalg import full_logpdf, lowrank_logpdf
+from bayes_dgmm.model.density import full_logpdf, lowrank_logpdf
 
 
 def test_lowrank_matches_scipy(rng):

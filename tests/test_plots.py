@@ -1,6 +1,6 @@
 import numpy as np
 
-from bayes_dgmm import plots
+from bayes_dgmm.experiments import plots
 
 
 def test_histories_mutual_ari_and_occupancy_figures():

@@ -110,7 +110,7 @@ def test_different_modes_are_reported_multimodal(truth):
 
 def test_relabelling_plot_and_fit_census(truth):
     from bayes_dgmm.diagnostics import census_of_fits
-    from bayes_dgmm.plots import plot_relabelling
+    from bayes_dgmm.experiments.plots import plot_relabelling
 
     params, sim = truth
     rng = np.random.default_rng(3)

@@ -54,7 +54,7 @@ def test_json_round_trip_is_exact(arch):
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(architectures())
 def test_exact_em_never_decreases_the_likelihood(arch):
-    from bayes_dgmm.em import DeepGaussianMixture
+    from bayes_dgmm.em.estimator import DeepGaussianMixture
 
     J, comps, facts, seed = arch
     params = DGMMParams.random(J, comps, facts, random_state=seed)

@@ -13,7 +13,7 @@ from scipy.stats import multivariate_normal
 pm = pytest.importorskip("pymc")
 
 from bayes_dgmm import DGMMParams, DGMMSpec  # noqa: E402
-from bayes_dgmm.pymc_model import (  # noqa: E402
+from bayes_dgmm.bayes.model import (  # noqa: E402
     PRIOR_DEFAULTS,
     build_model,
     params_to_point,
@@ -155,7 +155,7 @@ def test_single_component_layer_has_constant_weight():
 def test_ordered_transform_round_trip():
     import pytensor.tensor as pt
 
-    from bayes_dgmm.pymc_model import OrderedFirstColumn
+    from bayes_dgmm.bayes.model import OrderedFirstColumn
 
     x = np.array([[-1.0, 5.0], [0.5, -2.0], [3.0, 0.0]])
     tr = OrderedFirstColumn()
@@ -212,7 +212,7 @@ def test_model_can_be_fed_new_data():
 
 
 def test_pointwise_function_matches_numpy():
-    from bayes_dgmm.pymc_model import pointwise_loglik_function
+    from bayes_dgmm.bayes.model import pointwise_loglik_function
 
     truth = DGMMParams.random(J, (2, 2), (3, 1), random_state=4)
     X, _ = truth.sample(10, random_state=4)
@@ -242,7 +242,7 @@ def _exact_logpdf(x: np.ndarray, mean: np.ndarray, cov: list[list[Fraction]]) ->
 def test_study_scale_noise_is_accurate():
     # Layer-1 noise ~1e-10 of var(x) (the study data reach 1e-8): an explicit covariance is
     # numerically singular in float64, so the reference is computed in exact arithmetic.
-    from bayes_dgmm.pymc_model import pointwise_loglik_function
+    from bayes_dgmm.bayes.model import pointwise_loglik_function
 
     base = DGMMParams.random(4, (2,), (2,), random_state=5)
     truth = DGMMParams(
@@ -273,7 +273,7 @@ def test_study_scale_noise_is_accurate():
 def test_envelope_gradient_is_exact(monkeypatch):
     # The gradient with the ridge coefficients held fixed equals the full gradient
     # through the solves, and a central finite difference.
-    import bayes_dgmm.pymc_model as pmm
+    import bayes_dgmm.bayes.model as pmm
 
     truth = DGMMParams.random(J, (2, 2), (3, 1), random_state=7)
     X, _ = truth.sample(15, random_state=7)

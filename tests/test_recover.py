@@ -7,8 +7,8 @@ from scipy.optimize import check_grad
 from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm import DeepGaussianMixture, DGMMParams
-from bayes_dgmm import _recover as rc
-from bayes_dgmm.metrics import layer_aris, n_occupied
+from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
+from bayes_dgmm.em import aligned as rc
 
 
 def _labels(params, X):
@@ -167,7 +167,7 @@ def test_subspace_groups_recover_flat_clusters(rng):
 
 
 def test_aligned_init_recovers_a_small_two_layer_model():
-    from bayes_dgmm.datasets import make_dgmm_data
+    from bayes_dgmm.experiments.datasets import make_dgmm_data
 
     data = make_dgmm_data(1200, 6, (2, 2), (3, 1), random_state=3, separation=4.0)
     params = rc.aligned_init(data.X, (2, 2), (3, 1), np.random.default_rng(0))
@@ -219,7 +219,7 @@ def test_aligned_start_falls_back_to_kmeans_with_a_warning_on_real_data():
     from sklearn.datasets import load_wine
     from sklearn.preprocessing import StandardScaler
 
-    from bayes_dgmm.em import StartWarning
+    from bayes_dgmm.em.estimator import StartWarning
 
     X = StandardScaler().fit_transform(load_wine().data)
     est = DeepGaussianMixture((3, 1), n_factors=(3, 2), random_state=4)

@@ -1,6 +1,6 @@
 import pytest
 
-from bayes_dgmm.spec import DGMMSpec, available_specs, load_spec, validate_architecture
+from bayes_dgmm.model.spec import DGMMSpec, available_specs, load_spec, validate_architecture
 
 
 def test_shipped_study_spec():

@@ -10,8 +10,8 @@ from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
-from bayes_dgmm._driver import deepgmm_should_stop
-from bayes_dgmm._stochastic_em import (
+from bayes_dgmm.em.driver import deepgmm_should_stop
+from bayes_dgmm.em.stochastic import (
     MIN_COMPONENT_WEIGHT,
     bartlett_scores,
     layer_responsibilities,
@@ -21,8 +21,8 @@ from bayes_dgmm._stochastic_em import (
     simple_kmeans_init,
     stochastic_em_iteration,
 )
-from bayes_dgmm.datasets import make_dgmm_data
-from bayes_dgmm.params import DGMMParams
+from bayes_dgmm.experiments.datasets import make_dgmm_data
+from bayes_dgmm.model.params import DGMMParams
 
 REG = 1e-10
 

@@ -1,6 +1,6 @@
 """Label switching and multimodality diagnostics on posterior draws (``xarray.DataTree``).
 
-Works on the DataTree of :class:`~bayes_dgmm.bayesian.BayesianDeepGaussianMixture` fits (or any
+Works on the DataTree of :class:`~bayes_dgmm.bayes.BayesianDeepGaussianMixture` fits (or any
 tree whose ``posterior`` group holds ``pi_l``, ``eta_l``, ``Lambda_l``, ``psi_l`` with dims
 ``(chain, draw, component_l, ...)``). ArviZ supplies r_hat and ESS; this module adds what
 ArviZ lacks: relabelling, identified quantities and a census of the chains' modes.
@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from bayes_dgmm.diagnostics.modes import SAME_MODE_ARI, ModeCensus, mode_census
 from bayes_dgmm.diagnostics.relabel import layer_features, relabel_draws
-from bayes_dgmm.params import DGMMParams
+from bayes_dgmm.model.params import DGMMParams
 
 Array = NDArray[np.float64]
 

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from bayes_dgmm._io import atomic_write
+from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
 from bayes_dgmm.diagnostics.modes import mode_census
 from bayes_dgmm.experiments._store import RunStore, inputs_digest
 from bayes_dgmm.experiments.methods import (
@@ -38,9 +39,8 @@ from bayes_dgmm.experiments.methods import (
     run_method,
 )
 from bayes_dgmm.experiments.report import Report, save_figure, write_csv
-from bayes_dgmm.metrics import layer_aris, n_occupied
-from bayes_dgmm.params import DGMMParams, path_table
-from bayes_dgmm.spec import DGMMSpec
+from bayes_dgmm.model.params import DGMMParams, path_table
+from bayes_dgmm.model.spec import DGMMSpec
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def summarise(
         if result.method == "gmm":
             from sklearn.metrics import adjusted_rand_score
 
-            from bayes_dgmm.params import path_index
+            from bayes_dgmm.model.params import path_index
 
             row["ari_path"] = float(
                 adjusted_rand_score(path_index(labels, spec.n_components), result.paths)

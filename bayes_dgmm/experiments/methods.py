@@ -7,7 +7,7 @@
 - ``"gmm"``: a full-covariance Gaussian mixture with one component per path (a baseline
   that ignores the deep structure; scikit-learn, the study's mclust VVV);
 - ``"map"``, ``"advi"``, ``"fullrank_advi"``, ``"nuts"``, ``"nutpie"``, ``"smc"``: the
-  Bayesian model of :mod:`bayes_dgmm.pymc_model`, started from an exact-EM fit;
+  Bayesian model of :mod:`bayes_dgmm.bayes.model`, started from an exact-EM fit;
 
 and returns a :class:`MethodResult`: the point estimate, the partition, log-likelihood, BIC,
 wall time and the partitions of its restarts or chains (to count the distinct modes).
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bayes_dgmm.params import DGMMParams
-from bayes_dgmm.spec import DGMMSpec
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.spec import DGMMSpec
 
 Array = NDArray[np.float64]
 
@@ -146,7 +146,7 @@ def fit_single_em(
     """
     from threadpoolctl import threadpool_limits
 
-    from bayes_dgmm.em import DeepGaussianMixture
+    from bayes_dgmm.em.estimator import DeepGaussianMixture
 
     if stopping is None:
         stopping = "fixed" if algorithm == "stochastic" else "auto"
@@ -193,7 +193,7 @@ def fit_em_restarts(
 def _default_init() -> str:
     import inspect
 
-    from bayes_dgmm.em import DeepGaussianMixture
+    from bayes_dgmm.em.estimator import DeepGaussianMixture
 
     return str(inspect.signature(DeepGaussianMixture).parameters["init"].default)
 
@@ -329,13 +329,13 @@ def _run_bayes(
     n_jobs: int,
     progressbar: bool,
 ) -> MethodResult:
-    from bayes_dgmm.bayesian import BayesianDeepGaussianMixture
+    from bayes_dgmm.bayes.estimator import BayesianDeepGaussianMixture
     from bayes_dgmm.diagnostics.posterior import (
         chain_partitions,
         posterior_draws,
         relabel_posterior,
     )
-    from bayes_dgmm.em import n_free_parameters
+    from bayes_dgmm.em.estimator import n_free_parameters
 
     if init is None and method != "smc":
         fits = fit_em_restarts(

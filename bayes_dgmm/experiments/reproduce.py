@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bayes_dgmm import plots
+from bayes_dgmm.experiments import plots
 from bayes_dgmm.experiments._store import RunStore
 from bayes_dgmm.experiments.report import Report, save_figure, write_csv, write_json
 from bayes_dgmm.experiments.study import ExperimentSettings, run_section32, run_section33

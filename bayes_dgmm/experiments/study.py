@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
 from bayes_dgmm.experiments._store import RunStore, run_all
-from bayes_dgmm.metrics import layer_aris, n_occupied
-from bayes_dgmm.params import path_table
+from bayes_dgmm.model.params import path_table
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def fit_gmm_run(
     if labels is not None and true_n_components is not None:
         from sklearn.metrics import adjusted_rand_score
 
-        from bayes_dgmm.params import path_index
+        from bayes_dgmm.model.params import path_index
 
         truth = (
             labels[:, layer_of_truth - 1]

@@ -47,11 +47,11 @@ from numpy.typing import NDArray
 from scipy.linalg import cho_solve, cholesky, lu_factor, lu_solve, solve_triangular
 from scipy.optimize import minimize
 
-from bayes_dgmm._driver import run_em
-from bayes_dgmm._em_exact import e_step, exact_step, path_model
-from bayes_dgmm._init import Labeller, kmeans_labels, layerwise_init
-from bayes_dgmm._linalg import LOG_2PI, log_normalize
-from bayes_dgmm.params import DGMMParams
+from bayes_dgmm.em.driver import run_em
+from bayes_dgmm.em.exact import e_step, exact_step, path_model
+from bayes_dgmm.em.starts import Labeller, kmeans_labels, layerwise_init
+from bayes_dgmm.model.density import LOG_2PI, log_normalize
+from bayes_dgmm.model.params import DGMMParams
 
 Array = NDArray[np.float64]
 

@@ -1,17 +1,17 @@
 """The DGMM as a PyMC model with labels and scores marginalised (issue 5).
 
-:func:`build_model` turns data and a :class:`~bayes_dgmm.spec.DGMMSpec` into a ``pm.Model``
+:func:`build_model` turns data and a :class:`~bayes_dgmm.model.spec.DGMMSpec` into a ``pm.Model``
 whose likelihood is the global GMM's marginal density (eqs. 3-6)::
 
     log f(x_i) = logsumexp_p [ log pi_p + log N(x_i; mu_p, Sigma_p) ],
     Sigma_p = diag(psi^(1)_{g1}) + W_p W_p^T,   W_p = Lambda^(1)_{g1} chol(S_p),
 
 where ``S_p`` is the covariance of ``z^(1)`` on the sub-path ``(g_2, ..., g_L)`` (recursion of
-eqs. 5-6) and paths ``p`` come from :func:`bayes_dgmm.params.path_table` (layer 1 fastest).
+eqs. 5-6) and paths ``p`` come from :func:`bayes_dgmm.model.params.path_table` (layer 1 fastest).
 Neither the labels nor the scores are sampled. The Gaussian density uses the Woodbury identity
 and the determinant lemma in the residual-plus-penalty form of
-:func:`bayes_dgmm._linalg.lowrank_logpdf` (layer-1 noise variances can be 1e-7 of var(x), where
-the textbook difference form cancels catastrophically), so its cost is linear in J.
+:func:`bayes_dgmm.model.density.lowrank_logpdf` (layer-1 noise variances can be 1e-7 of
+var(x), where the textbook difference form cancels catastrophically), so its cost is linear in J.
 
 Variables (layer ``l = 1..L``; ``R_0 = J``; dims in brackets)
 ---------------------------------------------------------------
@@ -38,7 +38,7 @@ Anchoring of the latent layers
 The likelihood does not identify the location and scale of an intermediate score
 ``z^(l-1)`` (``2 <= l <= L``): moving it to ``a * (z + b)`` is absorbed by ``eta_(l-1)``,
 ``Lambda_(l-1)`` below and ``eta_l``, ``Lambda_l``, ``psi_l`` above
-(:meth:`bayes_dgmm.params.DGMMParams.anchored`). Left free, these 2 R_(l-1) directions form
+(:meth:`bayes_dgmm.model.params.DGMMParams.anchored`). Left free, these 2 R_(l-1) directions form
 curved ridges (``eta_1 + Lambda_1 eta_2`` constant, say) on which NUTS needs trees of depth 8-10.
 The model therefore pins them: for layers ``l >= 2`` the intercepts sum to zero over the
 components and the noise variances have geometric mean one per factor. Every DGMM has exactly
@@ -88,8 +88,8 @@ from pytensor.gradient import disconnected_grad
 from pytensor.tensor.linalg import cholesky, solve_triangular
 
 from bayes_dgmm._validation import check_data
-from bayes_dgmm.params import DGMMParams, path_table
-from bayes_dgmm.spec import DGMMSpec
+from bayes_dgmm.model.params import DGMMParams, path_table
+from bayes_dgmm.model.spec import DGMMSpec
 
 Array = NDArray[np.float64]
 
@@ -201,8 +201,8 @@ def dgmm_log_prob_paths(
 ) -> Any:
     """Symbolic ``log pi_p + log N(x_i; mu_p, Sigma_p)`` for every row and path, (N, P).
 
-    The PyTensor twin of :meth:`bayes_dgmm.params.DGMMParams.log_prob_paths`: same path
-    order (:func:`~bayes_dgmm.params.path_table`), same residual-plus-penalty Woodbury form.
+    The PyTensor twin of :meth:`bayes_dgmm.model.params.DGMMParams.log_prob_paths`: same path
+    order (:func:`~bayes_dgmm.model.params.path_table`), same residual-plus-penalty Woodbury form.
 
     Parameters
     ----------
@@ -299,7 +299,7 @@ def _likelihood_fns(
         return dgmm_logp(value, pi, eta, lam, psi, comps, facts)
 
     def random(*params: Any, rng: np.random.Generator | None = None, size: Any = None) -> Array:
-        from bayes_dgmm.simulate import simulate
+        from bayes_dgmm.model.simulate import simulate
 
         core = [
             np.asarray(p)[(0,) * (np.ndim(p) - k)] for p, k in zip(params, core_ndims, strict=True)

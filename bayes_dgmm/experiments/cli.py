@@ -31,8 +31,8 @@ log = logging.getLogger("bayes_dgmm")
 
 
 def _truth(args: argparse.Namespace) -> dict[str, Any]:
-    from bayes_dgmm.datasets import load_icbinb
-    from bayes_dgmm.metrics import layer_aris, n_occupied
+    from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
+    from bayes_dgmm.experiments.datasets import load_icbinb
 
     _check_out(args, ["truth.json"])
     data = load_icbinb()
@@ -67,10 +67,10 @@ def _truth(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _simulate(args: argparse.Namespace) -> dict[str, Any]:
-    from bayes_dgmm.datasets import icbinb_like_params
-    from bayes_dgmm.params import DGMMParams
-    from bayes_dgmm.simulate import simulate
-    from bayes_dgmm.spec import load_spec
+    from bayes_dgmm.experiments.datasets import icbinb_like_params
+    from bayes_dgmm.model.params import DGMMParams
+    from bayes_dgmm.model.simulate import simulate
+    from bayes_dgmm.model.spec import load_spec
 
     _check_out(args, ["X.csv", "labels.csv", "params.json"])
     spec = load_spec(args.spec)
@@ -214,7 +214,7 @@ def _data(args: argparse.Namespace, *, fitting: bool = True) -> tuple[Any, Any, 
     ``fitting``: also refuse data that cannot be fitted (constant columns, extreme scales).
     """
     from bayes_dgmm._validation import check_not_constant
-    from bayes_dgmm.spec import load_spec
+    from bayes_dgmm.model.spec import load_spec
 
     if getattr(args, "data", None) is None:
         if getattr(args, "labels", None) is not None:
@@ -222,7 +222,7 @@ def _data(args: argparse.Namespace, *, fitting: bool = True) -> tuple[Any, Any, 
                 "--labels needs --data: labels belong to a data set; give --data with them, "
                 "or drop --labels to use the study data set and its labels."
             )
-        from bayes_dgmm.datasets import load_icbinb
+        from bayes_dgmm.experiments.datasets import load_icbinb
 
         d = load_icbinb()
         spec = load_spec(args.spec) if args.spec else d.spec
@@ -474,9 +474,9 @@ def _fit(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
-    from bayes_dgmm import plots
-    from bayes_dgmm.bayesian import BayesianDeepGaussianMixture
+    from bayes_dgmm.bayes.estimator import BayesianDeepGaussianMixture
     from bayes_dgmm.diagnostics.posterior import describe_fit, relabel_posterior
+    from bayes_dgmm.experiments import plots
     from bayes_dgmm.experiments.report import Report, markdown_table, save_figure, write_json
 
     _check_out(args, ["report.md", "diagnostics.json"])

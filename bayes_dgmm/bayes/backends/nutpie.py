@@ -31,7 +31,7 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
     from pymc.pytensorf import compile as compile_pymc
     from pytensor.graph import clone_replace
 
-    from bayes_dgmm.pymc_model import compile_mode
+    from bayes_dgmm.bayes.model import compile_mode
 
     mode = mode or compile_mode()
     value_vars, shapes = _value_vars_and_shapes(model)
@@ -115,12 +115,12 @@ def initial_point_function(model: Any, start: Mapping[str, Any] | None) -> Any:
     """nutpie's ``seed -> flat unconstrained point``: ``start`` for every chain, or jitter.
 
     ``start`` holds free-variable values on their own scale, as
-    :func:`bayes_dgmm.pymc_model.params_to_point` returns. Without it each chain starts at
+    :func:`bayes_dgmm.bayes.model.params_to_point` returns. Without it each chain starts at
     PyMC's initial point with U(-1, 1) jitter on the unconstrained scale (seeded by nutpie).
     """
     from pymc.initial_point import make_initial_point_fn
 
-    from bayes_dgmm.pymc_model import transformed_point
+    from bayes_dgmm.bayes.model import transformed_point
 
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
 

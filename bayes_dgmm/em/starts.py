@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import cho_solve, cholesky
 
-from bayes_dgmm.params import DGMMParams
+from bayes_dgmm.model.params import DGMMParams
 
 Array = NDArray[np.float64]
 

@@ -52,7 +52,7 @@ with these departures:
   when ``psi`` is 1e-7 of ``var(x)`` as in layer 1 of the study data). deepgmm's
   conditional updates (old ``eta`` in ``Lambda`` and ``psi``) have the same fixed points.
 - **Cholesky, not ginv**: posteriors through whitened Woodbury factors
-  (:func:`bayes_dgmm._linalg.lowrank_logpdf`); no explicit inverse.
+  (:func:`bayes_dgmm.model.density.lowrank_logpdf`); no explicit inverse.
 - **Floors and empty components.** ``psi >= reg_psi * var(y)`` per coordinate of the layer's
   input (deepgmm only replaces an exact 0 by machine epsilon and NaN by 1). A component
   with fewer than ``MIN_COMPONENT_WEIGHT`` expected observations (deepgmm's initialisation
@@ -90,10 +90,10 @@ from numpy.typing import NDArray
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_triangular
 from scipy.special import logsumexp
 
-from bayes_dgmm._driver import Step, StepOutput
-from bayes_dgmm._em_exact import apply_constraint, variance_floor
-from bayes_dgmm._linalg import lowrank_logpdf
-from bayes_dgmm.params import DGMMParams
+from bayes_dgmm.em.driver import Step, StepOutput
+from bayes_dgmm.em.exact import apply_constraint, variance_floor
+from bayes_dgmm.model.density import lowrank_logpdf
+from bayes_dgmm.model.params import DGMMParams
 
 Array = NDArray[np.float64]
 
@@ -146,7 +146,7 @@ def score_posterior(
     ``z ~ N(m_s, Sigma_s)``. With ``Sigma_s = C C^T`` and ``z = m_s + C v``, ``v ~ N(0, I)``,
     this is a factor model in ``v`` with loadings ``W = Lambda_g C``, whose posterior is
     ``v | y ~ N(b, (I + W~^T W~)^-1)`` (``W~ = Psi^-1/2 W``, ``b`` from
-    :func:`bayes_dgmm._linalg.lowrank_logpdf`). Hence ``E[z|y] = m_s + C b`` and
+    :func:`bayes_dgmm.model.density.lowrank_logpdf`). Hence ``E[z|y] = m_s + C b`` and
     ``Cov[z|y] = F F^T`` with ``F = C K^-T``, ``K K^T = I + W~^T W~``.
 
     Parameters
@@ -489,7 +489,7 @@ def bartlett_scores(Y: Array, mean: Array, Lambda: Array, psi: Array) -> Array:
 def stochastic_step(
     X: Array, rng: np.random.Generator, *, reg_psi: float, constraint: str | None = None
 ) -> Step:
-    """One iteration of deepgmm's stochastic EM (:mod:`bayes_dgmm._stochastic_em`) as a
+    """One iteration of deepgmm's stochastic EM (:mod:`bayes_dgmm.em.stochastic`) as a
     step; its log-likelihood is not monotone."""
 
     def step(params: DGMMParams) -> StepOutput:

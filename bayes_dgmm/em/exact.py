@@ -11,7 +11,7 @@ of ``z^(1)`` and ``f ~ N(0, I)``, the posterior of ``Z`` given ``x`` and the pat
     Cov(Z | x) = (S - A A^T) + A M^{-1} A^T,  M = I + W^T Psi_1^{-1} W,  W = Lambda^(1) C_1
 
 where ``b(x) = M^{-1} W^T Psi_1^{-1} (x - mu_p)`` is the posterior mean of ``f`` (the ``b`` of
-:func:`bayes_dgmm._linalg.lowrank_logpdf`). The posterior mean is *linear in x* and the
+:func:`bayes_dgmm.model.density.lowrank_logpdf`). The posterior mean is *linear in x* and the
 posterior covariance does not depend on ``x``, so every expected sufficient statistic of every
 layer is a linear map of the per-path weighted mean and scatter matrix of ``x``: an iteration
 costs about one E-step and one M-step of a full-covariance GMM with ``P`` components.
@@ -31,9 +31,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import LinAlgError, cho_solve, cholesky, solve_triangular
 
-from bayes_dgmm._driver import Step, StepOutput
-from bayes_dgmm._linalg import LOG_2PI, log_normalize, sym
-from bayes_dgmm.params import DGMMParams, path_table
+from bayes_dgmm.em.driver import Step, StepOutput
+from bayes_dgmm.model.density import LOG_2PI, log_normalize, sym
+from bayes_dgmm.model.params import DGMMParams, path_table
 
 Array = NDArray[np.float64]
 
@@ -106,7 +106,7 @@ def path_model(params: DGMMParams) -> PathModel:
     ``[B; E]`` (``B = M^{-1} W^T Psi^{-1}``, ``E = Psi^{-1/2} (I - W B)``, so that
     ``b = B (x - mu)`` and ``e = E (x - mu)`` are the posterior mean of ``f`` and the whitened
     residual): ``|U (x - mu)|^2 = |e|^2 + |b|^2``, the cancellation-free quadratic form of
-    :func:`bayes_dgmm._linalg.lowrank_logpdf` (layer 1 of the study data has noise variances
+    :func:`bayes_dgmm.model.density.lowrank_logpdf` (layer 1 of the study data has noise variances
     1e-7 of ``var(x)``), without ever forming ``Sigma^{-1}``.
     """
     G1, R1, J = params.n_components[0], params.n_factors[0], params.n_features
@@ -660,10 +660,10 @@ def canonical(params: DGMMParams) -> DGMMParams:
 def exact_step(
     X: Array, *, reg_psi: float, constraint: str | None = None, expand: bool = True
 ) -> Step:
-    """The exact EM iteration as a step of :func:`bayes_dgmm._driver.run_em`.
+    """The exact EM iteration as a step of :func:`bayes_dgmm.em.driver.run_em`.
 
     E-step, then the M-step: with ``expand``, the parameter-expanded one
-    (:func:`bayes_dgmm._em_exact.expanded_m_step`) followed by :func:`canonical`; without,
+    (:func:`bayes_dgmm.em.exact.expanded_m_step`) followed by :func:`canonical`; without,
     the closed-form one. Then the identifiability ``constraint`` if any. The log-likelihood
     never decreases (without a constraint).
     """

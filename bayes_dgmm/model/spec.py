@@ -185,10 +185,10 @@ class DGMMSpec:
 
 
 def _models_dirs() -> list[Path]:
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     # Installed wheel: specs are copied into the package; editable or source checkout:
     # they sit in the repository's top-level models/ folder.
-    return [d for d in (here / "models", here.parent / "models") if d.is_dir()]
+    return [d for d in (package / "models", package.parent / "models") if d.is_dir()]
 
 
 def available_specs() -> list[str]:

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from bayes_dgmm._linalg import full_logpdf, log_normalize, lowrank_logpdf, sym
 from bayes_dgmm._validation import RandomLike, as_generator, check_data, check_layer
-from bayes_dgmm.spec import validate_architecture
+from bayes_dgmm.model.density import full_logpdf, log_normalize, lowrank_logpdf, sym
+from bayes_dgmm.model.spec import validate_architecture
 
 Array = NDArray[np.float64]
 
@@ -319,7 +319,7 @@ class DGMMParams:
 
         The path covariance is ``Sigma_p = diag(psi1) + W W^T`` with ``W = Lambda1 C``, where
         ``C C^T`` is the covariance of ``z^(1)`` on the sub-path; the density uses Woodbury and
-        the determinant lemma (:func:`bayes_dgmm._linalg.lowrank_logpdf`), so its cost is
+        the determinant lemma (:func:`bayes_dgmm.model.density.lowrank_logpdf`), so its cost is
         linear in the number of features and memory is O(N x paths).
 
         Parameters
@@ -386,7 +386,7 @@ class DGMMParams:
         self, n_samples: int, random_state: RandomLike = None
     ) -> tuple[Array, NDArray[np.intp]]:
         """Draw ``n_samples`` observations; returns ``(X, path)`` (see :func:`simulate`)."""
-        from bayes_dgmm.simulate import simulate
+        from bayes_dgmm.model.simulate import simulate
 
         sim = simulate(self, n_samples, random_state=random_state)
         return sim.X, sim.paths
@@ -430,7 +430,7 @@ class DGMMParams:
         ``eta_l -> eta_l - Lambda_l b``, ``Lambda_l -> Lambda_l diag(1 / a)``. This returns the
         member of that family whose layers ``l >= 2`` have intercepts summing to zero over the
         components and noise variances with geometric mean one over the components, per
-        factor (the anchoring of :func:`bayes_dgmm.pymc_model.build_model`). Layers are
+        factor (the anchoring of :func:`bayes_dgmm.bayes.model.build_model`). Layers are
         processed from the top down, so anchoring a layer leaves the ones above anchored.
         """
         eta, lam, psi = list(self.eta), list(self.Lambda), list(self.psi)

@@ -1,14 +1,14 @@
 """EM estimators of the deep Gaussian mixture model with the scikit-learn API.
 
 :class:`DeepGaussianMixture` fits a DGMM (Viroli & McLachlan 2019; notation of
-:mod:`bayes_dgmm.params`) by maximum likelihood, with two algorithms:
+:mod:`bayes_dgmm.model.params`) by maximum likelihood, with two algorithms:
 
 - ``"exact"`` (default): EM on the marginal likelihood of the global GMM (eqs. 3-6). Labels
   *and* scores are latent; given a path the scores of all layers and ``x`` are jointly
   Gaussian, so the E-step is exact and the M-step is closed form per layer and component
-  (:mod:`bayes_dgmm._em_exact`). The log-likelihood never decreases.
+  (:mod:`bayes_dgmm.em.exact`). The log-likelihood never decreases.
 - ``"stochastic"``: the layer-wise stochastic EM of the R package ``deepgmm`` (one draw of the
-  scores per observation per iteration), from :mod:`bayes_dgmm._stochastic_em`.
+  scores per observation per iteration), from :mod:`bayes_dgmm.em.stochastic`.
 
 Model selection by BIC over a grid of architectures: :func:`select_architecture`.
 
@@ -39,21 +39,21 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from threadpoolctl import threadpool_limits
 
-from bayes_dgmm._driver import EMResult, run_em
-from bayes_dgmm._em_exact import CONSTRAINTS, exact_step
-from bayes_dgmm._init import INITIALISERS
-from bayes_dgmm._stochastic_em import stochastic_step
 from bayes_dgmm._validation import RandomLike, as_generator, check_data, check_not_constant
-from bayes_dgmm.params import DGMMParams
-from bayes_dgmm.spec import validate_architecture
+from bayes_dgmm.em.driver import EMResult, run_em
+from bayes_dgmm.em.exact import CONSTRAINTS, exact_step
+from bayes_dgmm.em.starts import INITIALISERS
+from bayes_dgmm.em.stochastic import stochastic_step
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.spec import validate_architecture
 
 Array = NDArray[np.float64]
 
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("exact", "stochastic")
-#: "aligned" (the default) is :func:`bayes_dgmm._recover.aligned_init`; the others are
-#: the layer-wise partitions of :mod:`bayes_dgmm._init` (the study's random-start baseline).
+#: "aligned" (the default) is :func:`bayes_dgmm.em.aligned.aligned_init`; the others are
+#: the layer-wise partitions of :mod:`bayes_dgmm.em.starts` (the study's random-start baseline).
 INITS = ("aligned", *INITIALISERS)
 STOPPING = ("auto", "aitken", "tol", "fixed", "deepgmm")
 ACCELERATIONS = ("anderson", None)
@@ -148,7 +148,7 @@ def _starting_values(X: Array, s: _Settings, rng: np.random.Generator) -> DGMMPa
     if isinstance(s.init, DGMMParams):
         return s.init.copy()
     if s.init == "aligned":
-        from bayes_dgmm._recover import aligned_init
+        from bayes_dgmm.em.aligned import aligned_init
 
         try:
             return aligned_init(X, s.n_components, s.n_factors, rng)
@@ -280,7 +280,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     init : {"aligned", "kmeans", "random"} or DGMMParams, default "aligned"
         ``"aligned"``: layer-wise mixtures of factor analysers whose components' latent
         frames are registered onto each other before the next layer is fitted, then refined
-        by L-BFGS (:mod:`bayes_dgmm._recover`, ``docs/recover.md``); it recovers the study
+        by L-BFGS (:mod:`bayes_dgmm.em.aligned`, ``docs/recover.md``); it recovers the study
         data's partition, which EM from the other starts does not. ``"kmeans"``: k-means on
         ``x``, a factor analyser per cluster, then the same on the pooled layer-1 scores for
         layer 2, and so on; ``"random"``: uniform random partitions
@@ -296,7 +296,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         Most iterations per restart (the study ran 200 with ``stopping="fixed"``).
     tol : float, default 1e-3
         Per observation. With ``stopping="aitken"``: Aitken's estimate of the log-likelihood
-        still to gain (:func:`bayes_dgmm._driver.aitken_remaining`) below ``tol * N``; with
+        still to gain (:func:`bayes_dgmm.em.driver.aitken_remaining`) below ``tol * N``; with
         ``"tol"``: one iteration's gain below ``tol * N``; with ``"deepgmm"``: the ``eps`` of
         deepgmm's rule. ``converged_`` of the exact EM is always Aitken's criterion at
         ``tol``, whatever the stopping rule.
@@ -333,7 +333,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         Seeds the restarts: each restart gets a ``SeedSequence`` spawned from it, so results
         do not depend on ``n_jobs``.
     verbose : int, default 0
-        1 logs one line per restart, 2 one per iteration (logger ``bayes_dgmm.em``, level INFO).
+        1 logs one line per restart, 2 one per iteration (logger
+        ``bayes_dgmm.em.estimator``, level INFO).
     n_jobs : int or None, default None
         Restarts run in parallel with joblib (BLAS is pinned to one thread in each).
 

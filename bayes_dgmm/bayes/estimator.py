@@ -1,7 +1,7 @@
 """The Bayesian DGMM estimator: PyMC inference on the marginal model of :mod:`pymc_model`.
 
 ``BayesianDeepGaussianMixture(...).fit(X, method=...)`` builds the model once
-(:func:`bayes_dgmm.pymc_model.build_model`), runs one of :data:`METHODS` and stores an
+(:func:`bayes_dgmm.bayes.model.build_model`), runs one of :data:`METHODS` and stores an
 ``xarray.DataTree`` in ``idata_`` with the groups
 
 ``posterior``
@@ -44,10 +44,10 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 from bayes_dgmm._io import atomic_write
-from bayes_dgmm._nutpie import n_free_variables
 from bayes_dgmm._validation import RandomLike, check_data, check_not_constant
-from bayes_dgmm.params import DGMMParams, aggregate_paths
-from bayes_dgmm.spec import DGMMSpec, validate_architecture
+from bayes_dgmm.bayes.backends.nutpie import n_free_variables
+from bayes_dgmm.model.params import DGMMParams, aggregate_paths
+from bayes_dgmm.model.spec import DGMMSpec, validate_architecture
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +102,9 @@ class BayesianDeepGaussianMixture:
     random_seed : int, optional
         Seed for every random step (start jitter, sampling, EM initialisation).
     priors : mapping, optional
-        Prior overrides (keys in :mod:`bayes_dgmm.pymc_model`).
+        Prior overrides (keys in :mod:`bayes_dgmm.bayes.model`).
     constraint : {None, "ordered", "lower_triangular"}
-        Identifiability constraint (see :mod:`bayes_dgmm.pymc_model`).
+        Identifiability constraint (see :mod:`bayes_dgmm.bayes.model`).
     progressbar : bool
         Show PyMC's progress bars during fits.
 
@@ -155,7 +155,7 @@ class BayesianDeepGaussianMixture:
     def from_spec(cls, spec: DGMMSpec | str, **kwargs: Any) -> BayesianDeepGaussianMixture:
         """An estimator for a spec (or a shipped spec's name); its ``[priors]`` apply."""
         if isinstance(spec, str):
-            from bayes_dgmm.spec import load_spec
+            from bayes_dgmm.model.spec import load_spec
 
             spec = load_spec(spec)
         est = cls(n_components=spec.n_components, n_factors=spec.n_factors, **kwargs)
@@ -178,7 +178,7 @@ class BayesianDeepGaussianMixture:
     def _get_model(self, X: Array, spec: DGMMSpec) -> Any:
         import pymc as pm
 
-        from bayes_dgmm.pymc_model import build_model, resolve_priors
+        from bayes_dgmm.bayes.model import build_model, resolve_priors
 
         key = (
             spec.to_toml(),
@@ -201,7 +201,7 @@ class BayesianDeepGaussianMixture:
         return self.model_
 
     def _start(self, init: Any, X: Array, spec: DGMMSpec, model: Any) -> dict[str, Array] | None:
-        from bayes_dgmm.pymc_model import params_to_point
+        from bayes_dgmm.bayes.model import params_to_point
 
         if init is None:
             return None
@@ -212,9 +212,9 @@ class BayesianDeepGaussianMixture:
                     "fitted estimator with a params_ attribute."
                 )
             try:
-                from bayes_dgmm.em import DeepGaussianMixture
+                from bayes_dgmm.em.estimator import DeepGaussianMixture
             except ImportError as exc:  # pragma: no cover - em.py is written concurrently
-                raise ImportError(f"init='em' needs bayes_dgmm.em ({exc}).") from None
+                raise ImportError(f"init='em' needs bayes_dgmm.em.estimator ({exc}).") from None
             logger.info("init='em': fitting DeepGaussianMixture for the start")
             em = DeepGaussianMixture(
                 spec.n_components,
@@ -254,19 +254,19 @@ class BayesianDeepGaussianMixture:
             ``fullrank_advi``: ``pm.fit`` (keyword ``n``, default 20000 iterations), then
             ``draws`` (default 1000) draws of the approximation. ``nuts``: ``pm.sample``.
             ``nutpie``: nutpie's Rust NUTS (a core dependency) on the log density compiled
-            by PyTensor's C backend (:mod:`bayes_dgmm._nutpie`; nutpie's own route through
-            Numba compiled the study model in ~220 s and ran ~10x slower).
+            by PyTensor's C backend (:mod:`bayes_dgmm.bayes.backends.nutpie`; nutpie's own
+            route through Numba compiled the study model in ~220 s and ran ~10x slower).
             ``smc``: ``pm.sample_smc`` (starts from prior draws; ``init`` is ignored).
         init : None, "em", DGMMParams or an object with ``params_``
             Start. ``None``: PyMC's default start with U(-1, 1) jitter on the unconstrained
             scale (the unjittered default has all components equal, a saddle). ``"em"``: fit
-            :class:`bayes_dgmm.em.DeepGaussianMixture` first (``n_init``/``max_iter`` from the
-            spec's ``[fit]`` table).
+            :class:`~bayes_dgmm.em.DeepGaussianMixture` first (``n_init``/``max_iter`` from
+            the spec's ``[fit]`` table).
         **method_kwargs
             Passed to the PyMC function (e.g. ``draws``, ``tune``, ``chains`` for NUTS).
         """
         check_method(method)
-        from bayes_dgmm.pymc_model import check_constraint
+        from bayes_dgmm.bayes.model import check_constraint
 
         check_constraint(self.constraint)
         Xa = check_data(X, min_samples=2)
@@ -291,7 +291,7 @@ class BayesianDeepGaussianMixture:
     def _run(self, method: str, model: Any, start: Any, kw: dict[str, Any]) -> Any:
         import pymc as pm
 
-        from bayes_dgmm.pymc_model import compile_mode
+        from bayes_dgmm.bayes.model import compile_mode
 
         seed = self.random_seed
         bar = self.progressbar
@@ -342,7 +342,7 @@ class BayesianDeepGaussianMixture:
         return pm.sample_smc(model=model, random_seed=seed, progressbar=bar, **kw)
 
     def _run_nutpie(self, model: Any, start: Any, kw: dict[str, Any]) -> Any:
-        """nutpie's NUTS on the C-backend log density (:mod:`bayes_dgmm._nutpie`).
+        """nutpie's NUTS on the C-backend log density (:mod:`bayes_dgmm.bayes.backends.nutpie`).
 
         Keywords as for ``nuts``: ``draws`` (1000), ``tune`` (1000), ``chains`` (4),
         ``cores``, ``nuts`` (``max_treedepth``, ``target_accept``); any other keyword goes to
@@ -352,7 +352,7 @@ class BayesianDeepGaussianMixture:
 
         import nutpie
 
-        from bayes_dgmm._nutpie import compile_nutpie_model, initial_point_function
+        from bayes_dgmm.bayes.backends.nutpie import compile_nutpie_model, initial_point_function
 
         kw.pop("compile_kwargs", None)
         if self._nutpie_compiled is None or self._nutpie_compiled[0] is not model:
@@ -420,7 +420,7 @@ class BayesianDeepGaussianMixture:
 
     # ------------------------------------------------------------------ results
     def _set_params(self) -> None:
-        from bayes_dgmm.pymc_model import point_to_params
+        from bayes_dgmm.bayes.model import point_to_params
 
         post = self.idata_["posterior"].to_dataset()
         names = [
@@ -592,7 +592,7 @@ class BayesianDeepGaussianMixture:
             ) from None
         if spec is not None:
             if isinstance(spec, str):
-                from bayes_dgmm.spec import load_spec
+                from bayes_dgmm.model.spec import load_spec
 
                 spec = load_spec(spec)
             if spec.to_dict() != saved_spec.to_dict():
@@ -671,10 +671,10 @@ def _log_likelihood(posterior: xr.Dataset, X: Array, spec: DGMMSpec) -> xr.Datas
     """Pointwise log-likelihood ``x`` (chain, draw, obs) of every posterior draw.
 
     Uses the compiled twin of the model's likelihood, cached per architecture
-    (:func:`bayes_dgmm.pymc_model.pointwise_loglik_function`), instead of
+    (:func:`bayes_dgmm.bayes.model.pointwise_loglik_function`), instead of
     ``pm.compute_log_likelihood``, which would compile the model's graph again at every fit.
     """
-    from bayes_dgmm.pymc_model import pointwise_loglik_function
+    from bayes_dgmm.bayes.model import pointwise_loglik_function
 
     fn = pointwise_loglik_function(spec.n_components, spec.n_factors)
     names = [f"{p}_{l}" for l in range(1, spec.n_layers + 1) for p in _PARAM_NAMES]

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bayes_dgmm._validation import RandomLike, as_generator
-from bayes_dgmm.params import DGMMParams, path_index
+from bayes_dgmm.model.params import DGMMParams, path_index
 
 Array = NDArray[np.float64]
 

@@ -1,0 +1,1 @@
+"""Inference routes of :class:`~bayes_dgmm.bayes.BayesianDeepGaussianMixture`."""
