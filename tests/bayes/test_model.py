@@ -300,7 +300,7 @@ def test_prior_keys_documented_in_the_study_spec():
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "models" / "icbinb-sec3.toml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "models" / "icbinb-sec3.toml").read_text()
     documented = dict(re.findall(r"^#\s+(\w+) = ([0-9.e-]+)", text, flags=re.M))
     assert {k: float(v) for k, v in documented.items()} == PRIOR_DEFAULTS
 

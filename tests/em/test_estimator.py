@@ -1,4 +1,3 @@
-import importlib.util
 import itertools
 import math
 import warnings
@@ -23,8 +22,6 @@ from bayes_dgmm.em.exact import (
 )
 from bayes_dgmm.em.starts import init_kmeans, init_random
 from bayes_dgmm.experiments.datasets import make_dgmm_data
-
-HAS_STOCHASTIC = importlib.util.find_spec("bayes_dgmm.em.stochastic") is not None
 
 
 def _joint_gaussian(params, path):
@@ -269,7 +266,6 @@ def test_select_architecture(small):
     assert {"log_likelihood", "bic", "aic", "icl", "n_parameters"} <= set(table.columns)
 
 
-@pytest.mark.skipif(not HAS_STOCHASTIC, reason="bayes_dgmm.em.stochastic not written yet")
 @pytest.mark.parametrize("stopping", ["fixed", "deepgmm"])
 def test_stochastic_dispatch(small, stopping):
     est = _small_est(algorithm="stochastic", stopping=stopping, random_state=0)

@@ -294,7 +294,6 @@ def test_nutpie_samples_the_c_backend_density(data, monkeypatch):
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_init_em(data, mock_pm_sample):
-    pytest.importorskip("bayes_dgmm.em.estimator", reason="the EM estimator is not available yet")
     _, X, _ = data
     est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
     est.fit(X, method="nuts", init="em", draws=3, chains=1)
@@ -382,7 +381,6 @@ def test_advi_recovers_tiny_case(real_backend):
 
 @pytest.mark.slow
 def test_nuts_from_em_recovers_tiny_case(real_backend):
-    pytest.importorskip("bayes_dgmm.em.estimator", reason="the EM estimator is not available yet")
     data = _recovery_data()
     est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Numerical faults and reproducibility (issue 8): extreme scales, duplicated rows, constant
+"""Numerical faults and reproducibility: extreme scales, duplicated rows, constant
 columns, collapsing components, identical results for identical seeds."""
 
 import warnings

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import xarray as xr
-from helpers import jitter
 
 from bayes_dgmm import DGMMParams, simulate
 from bayes_dgmm.diagnostics.posterior import (
@@ -11,6 +10,7 @@ from bayes_dgmm.diagnostics.posterior import (
     relabel_posterior,
 )
 from bayes_dgmm.diagnostics.relabel import permute_layers
+from tests.helpers import jitter
 
 N_DRAWS = 250
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from helpers import jitter
 from sklearn.metrics import adjusted_rand_score
 
 from bayes_dgmm import DGMMParams, simulate
@@ -12,6 +11,7 @@ from bayes_dgmm.diagnostics import (
     relabel_draws,
 )
 from bayes_dgmm.diagnostics._kernels import apply_permutations, count_switches
+from tests.helpers import jitter
 
 
 @pytest.fixture(scope="module")
