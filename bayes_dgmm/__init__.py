@@ -9,15 +9,12 @@ Public API::
     from bayes_dgmm.datasets import load_icbinb
 """
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("bayes-dgmm")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
-
-from bayes_dgmm.model.params import DGMMParams, GaussianMixtureParams, path_index, path_table
+from bayes_dgmm._version import __version__
+from bayes_dgmm.model.density import GaussianMixtureParams
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.paths import path_index, path_table
 from bayes_dgmm.model.simulate import Simulation, simulate
 from bayes_dgmm.model.spec import DGMMSpec, available_specs, load_spec, validate_architecture
 

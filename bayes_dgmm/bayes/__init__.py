@@ -2,10 +2,34 @@
 
 - :mod:`~bayes_dgmm.bayes.model`: :func:`build_model`, data and spec to a ``pm.Model``;
 - :mod:`~bayes_dgmm.bayes.estimator`: :class:`BayesianDeepGaussianMixture`, a thin class;
-- :mod:`~bayes_dgmm.bayes.backends`: one module per inference route.
+- :mod:`~bayes_dgmm.bayes.backends`: one module per inference route (PyMC, nutpie);
+- :mod:`~bayes_dgmm.bayes.postprocess`: log-likelihoods, point estimates, label probabilities;
+- :mod:`~bayes_dgmm.bayes.io`: save and load fits.
 """
 
-from bayes_dgmm.bayes.estimator import BayesianDeepGaussianMixture
-from bayes_dgmm.bayes.model import build_model
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BayesianDeepGaussianMixture", "build_model"]
+#: The inference methods of ``BayesianDeepGaussianMixture.fit``.
+METHODS = ("map", "advi", "fullrank_advi", "nuts", "nutpie", "smc")
+
+# Imported on first use, so that reading METHODS (the command line does) needs no PyMC.
+_LAZY = {
+    "BayesianDeepGaussianMixture": "bayes_dgmm.bayes.estimator",
+    "build_model": "bayes_dgmm.bayes.model",
+}
+
+if TYPE_CHECKING:
+    from bayes_dgmm.bayes.estimator import BayesianDeepGaussianMixture
+    from bayes_dgmm.bayes.model import build_model
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bayes_dgmm.bayes' has no attribute {name!r}")
+
+
+__all__ = ["METHODS", "BayesianDeepGaussianMixture", "build_model"]

@@ -88,7 +88,10 @@ from pytensor.gradient import disconnected_grad
 from pytensor.tensor.linalg import cholesky, solve_triangular
 
 from bayes_dgmm._validation import check_data
-from bayes_dgmm.model.params import DGMMParams, path_table
+from bayes_dgmm.model.names import n_named_layers
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.paths import path_table
+from bayes_dgmm.model.simulate import simulate
 from bayes_dgmm.model.spec import DGMMSpec
 
 Array = NDArray[np.float64]
@@ -299,8 +302,6 @@ def _likelihood_fns(
         return dgmm_logp(value, pi, eta, lam, psi, comps, facts)
 
     def random(*params: Any, rng: np.random.Generator | None = None, size: Any = None) -> Array:
-        from bayes_dgmm.model.simulate import simulate
-
         core = [
             np.asarray(p)[(0,) * (np.ndim(p) - k)] for p, k in zip(params, core_ndims, strict=True)
         ]
@@ -508,10 +509,7 @@ def _lower_triangular_loadings(
 # ---------------------------------------------------------------------------- conversions
 def n_layers_of(model: pm.Model) -> int:
     """Number of DGMM layers of a model built by :func:`build_model`."""
-    n = 0
-    while f"pi_{n + 1}" in model.named_vars:
-        n += 1
-    return n
+    return n_named_layers(model.named_vars)
 
 
 def point_to_params(point: Mapping[str, Any]) -> DGMMParams:

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import adjusted_rand_score
 
-from bayes_dgmm.model.params import path_index
+from bayes_dgmm.model.paths import path_index
 
 
 def layer_aris(

@@ -20,7 +20,7 @@ from scipy.spatial.distance import squareform
 from sklearn.metrics import adjusted_rand_score
 
 from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
-from bayes_dgmm.model.params import path_table
+from bayes_dgmm.model.paths import path_table
 
 #: Two runs whose partitions have ARI at least this are taken as the same mode. ARI 0.95
 #: tolerates a few percent of boundary observations assigned differently.

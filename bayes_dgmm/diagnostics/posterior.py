@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from bayes_dgmm.diagnostics.modes import SAME_MODE_ARI, ModeCensus, mode_census
 from bayes_dgmm.diagnostics.relabel import layer_features, relabel_draws
+from bayes_dgmm.model.names import n_named_layers
 from bayes_dgmm.model.params import DGMMParams
 
 Array = NDArray[np.float64]
@@ -45,9 +46,7 @@ def _posterior(data: Any) -> xr.Dataset:
 
 
 def _n_layers(post: xr.Dataset) -> int:
-    n = 0
-    while f"pi_{n + 1}" in post:
-        n += 1
+    n = n_named_layers(post)
     if n == 0:
         raise ValueError(
             "the posterior has no 'pi_1'; pass the posterior of a model built by "

@@ -29,7 +29,8 @@ from bayes_dgmm.diagnostics._kernels import (
     hungarian_permutations,
     stephens_permutations,
 )
-from bayes_dgmm.model.params import DGMMParams, path_index
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.paths import path_index, path_table
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -69,8 +70,6 @@ def permute_layers(params: DGMMParams, perms: Sequence[IntArray]) -> DGMMParams:
 
 def path_permutation(perms: Sequence[IntArray], n_components: Sequence[int]) -> IntArray:
     """The path permutation induced by per-layer ones: new path ``p`` is old path ``out[p]``."""
-    from bayes_dgmm.model.params import path_table
-
     table = path_table(n_components)
     old = np.column_stack([np.asarray(perm)[table[:, l]] for l, perm in enumerate(perms)])
     return path_index(old, n_components)

@@ -7,11 +7,43 @@
 - :mod:`~bayes_dgmm.em.aligned`: the default start (aligned subspaces).
 """
 
-from bayes_dgmm.em.estimator import (
-    DeepGaussianMixture,
-    StartWarning,
-    n_free_parameters,
-    select_architecture,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DeepGaussianMixture", "StartWarning", "n_free_parameters", "select_architecture"]
+#: The EM algorithms of ``DeepGaussianMixture(algorithm=...)``: the exact EM on the marginal
+#: likelihood and the study's layer-wise stochastic EM.
+ALGORITHMS = ("exact", "stochastic")
+
+# Imported on first use, so that reading ALGORITHMS (the command line does) needs no
+# scikit-learn.
+_LAZY = {
+    "DeepGaussianMixture": "bayes_dgmm.em.estimator",
+    "StartWarning": "bayes_dgmm.em.estimator",
+    "n_free_parameters": "bayes_dgmm.em.estimator",
+    "select_architecture": "bayes_dgmm.em.estimator",
+}
+
+if TYPE_CHECKING:
+    from bayes_dgmm.em.estimator import (
+        DeepGaussianMixture,
+        StartWarning,
+        n_free_parameters,
+        select_architecture,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bayes_dgmm.em' has no attribute {name!r}")
+
+
+__all__ = [
+    "ALGORITHMS",
+    "DeepGaussianMixture",
+    "StartWarning",
+    "n_free_parameters",
+    "select_architecture",
+]

@@ -40,6 +40,8 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from threadpoolctl import threadpool_limits
 
 from bayes_dgmm._validation import RandomLike, as_generator, check_data, check_not_constant
+from bayes_dgmm.em import ALGORITHMS
+from bayes_dgmm.em.aligned import aligned_init
 from bayes_dgmm.em.driver import EMResult, run_em
 from bayes_dgmm.em.exact import CONSTRAINTS, exact_step
 from bayes_dgmm.em.starts import INITIALISERS
@@ -51,7 +53,6 @@ Array = NDArray[np.float64]
 
 logger = logging.getLogger(__name__)
 
-ALGORITHMS = ("exact", "stochastic")
 #: "aligned" (the default) is :func:`bayes_dgmm.em.aligned.aligned_init`; the others are
 #: the layer-wise partitions of :mod:`bayes_dgmm.em.starts` (the study's random-start baseline).
 INITS = ("aligned", *INITIALISERS)
@@ -148,8 +149,6 @@ def _starting_values(X: Array, s: _Settings, rng: np.random.Generator) -> DGMMPa
     if isinstance(s.init, DGMMParams):
         return s.init.copy()
     if s.init == "aligned":
-        from bayes_dgmm.em.aligned import aligned_init
-
         try:
             return aligned_init(X, s.n_components, s.n_factors, rng)
         except (LinAlgError, FloatingPointError, ValueError) as exc:

@@ -33,7 +33,8 @@ from scipy.linalg import LinAlgError, cho_solve, cholesky, solve_triangular
 
 from bayes_dgmm.em.driver import Step, StepOutput
 from bayes_dgmm.model.density import LOG_2PI, log_normalize, sym
-from bayes_dgmm.model.params import DGMMParams, path_table
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.paths import path_table
 
 Array = NDArray[np.float64]
 

@@ -23,6 +23,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from bayes_dgmm._io import atomic_write_text
+from bayes_dgmm._version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ def inputs_digest(**parts: Any) -> str:
 
     Arrays count by their exact bytes, so a run on other data (or labels) has another digest.
     """
-    from bayes_dgmm import __version__
-
     record = {"format": STORE_FORMAT, "version": __version__, "parts": _canonical(parts)}
     text = json.dumps(record, sort_keys=True, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bayes_dgmm._io import atomic_write, atomic_write_text
+from bayes_dgmm._version import __version__
 
 log = logging.getLogger("bayes_dgmm")
 
@@ -531,8 +532,6 @@ _N_JOBS = _int_in(0, nonzero=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bayes_dgmm import __version__
-
     parser = argparse.ArgumentParser(
         prog="bayes-dgmm",
         description="Deep Gaussian mixture models: simulate, fit, diagnose, compare.",

@@ -39,7 +39,8 @@ from bayes_dgmm.experiments.methods import (
     run_method,
 )
 from bayes_dgmm.experiments.report import Report, save_figure, write_csv
-from bayes_dgmm.model.params import DGMMParams, path_table
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.paths import path_index, path_table
 from bayes_dgmm.model.spec import DGMMSpec
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,6 @@ def summarise(
     if labels is not None:
         if result.method == "gmm":
             from sklearn.metrics import adjusted_rand_score
-
-            from bayes_dgmm.model.params import path_index
 
             row["ari_path"] = float(
                 adjusted_rand_score(path_index(labels, spec.n_components), result.paths)

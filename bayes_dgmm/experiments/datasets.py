@@ -18,7 +18,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from bayes_dgmm._validation import RandomLike, as_generator
-from bayes_dgmm.model.params import DGMMParams, path_index
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.paths import path_index
 from bayes_dgmm.model.simulate import Simulation, simulate
 from bayes_dgmm.model.spec import DGMMSpec, load_spec
 

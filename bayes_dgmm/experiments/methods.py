@@ -24,13 +24,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bayes_dgmm.bayes import METHODS as BAYES_METHODS
+from bayes_dgmm.em import ALGORITHMS
 from bayes_dgmm.model.params import DGMMParams
 from bayes_dgmm.model.spec import DGMMSpec
 
 Array = NDArray[np.float64]
 
-EM_METHODS = ("stochastic", "exact")
-BAYES_METHODS = ("map", "advi", "fullrank_advi", "nuts", "nutpie", "smc")
+#: The EM methods, the study's stochastic EM first as in its tables.
+EM_METHODS = ALGORITHMS[::-1]
 METHODS = (*EM_METHODS, "gmm", *BAYES_METHODS)
 #: What ``bayes-dgmm compare`` runs without ``--methods``: every method, with NUTS through
 #: nutpie only. PyMC's own NUTS ("nuts") samples the same posterior with the same C-backend

@@ -30,14 +30,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
+from bayes_dgmm.diagnostics.modes import mode_census
 from bayes_dgmm.experiments._store import RunStore, run_all
-from bayes_dgmm.model.params import path_table
+from bayes_dgmm.experiments.methods import EM_METHODS, fit_single_em
+from bayes_dgmm.model.paths import path_index, path_table
 
 log = logging.getLogger(__name__)
 
 Array = NDArray[np.float64]
 
-ALGORITHMS = ("stochastic", "exact")
+#: The study's algorithms, in the order of its tables.
+ALGORITHMS = EM_METHODS
 _ALG_ID = {"stochastic": 1, "exact": 2, "gmm": 3}
 
 
@@ -61,8 +64,6 @@ def fit_dgmm_run(
     labels: NDArray[np.intp] | None = None,
 ) -> dict[str, Any]:
     """One DGMM fit from one start; the summary that an experiment stores."""
-    from bayes_dgmm.experiments.methods import fit_single_em
-
     t0 = time.perf_counter()
     est = fit_single_em(X, n_components, n_factors, algorithm, init, seed, max_iter, stopping)
     seconds = time.perf_counter() - t0
@@ -129,8 +130,6 @@ def fit_gmm_run(
     }
     if labels is not None and true_n_components is not None:
         from sklearn.metrics import adjusted_rand_score
-
-        from bayes_dgmm.model.params import path_index
 
         truth = (
             labels[:, layer_of_truth - 1]
@@ -280,8 +279,6 @@ def run_section33(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Sec. 3.3: random starts at the true architecture (Figures 3-5, Tables 2-3)."""
-    from bayes_dgmm.diagnostics.modes import mode_census
-
     n_total = max(settings.n_runs, settings.n_mutual)
     n_paths = int(np.prod(n_components))
     tasks: list[tuple[str, dict[str, Any]]] = []

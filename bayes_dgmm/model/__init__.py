@@ -6,7 +6,9 @@
 - :mod:`~bayes_dgmm.model.simulate`: the generative process.
 """
 
-from bayes_dgmm.model.params import DGMMParams, GaussianMixtureParams, path_index, path_table
+from bayes_dgmm.model.density import GaussianMixtureParams
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.paths import path_index, path_table
 from bayes_dgmm.model.simulate import Simulation, simulate
 from bayes_dgmm.model.spec import DGMMSpec, available_specs, load_spec, validate_architecture
 

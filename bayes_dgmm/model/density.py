@@ -2,13 +2,18 @@
 
 Every function takes arrays and returns arrays; shapes are given in the docstrings.
 No explicit inverses or determinants: Cholesky factors and triangular solves only.
+:class:`GaussianMixtureParams` holds a plain Gaussian mixture built from them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import cho_solve, cholesky, solve_triangular
+
+from bayes_dgmm._validation import check_data
 
 Array = NDArray[np.float64]
 
@@ -101,3 +106,34 @@ def log_normalize(log_weights: Array) -> tuple[Array, Array]:
 def sym(A: Array) -> Array:
     """Symmetrise the last two axes (round-off in products like ``L S L^T``)."""
     return 0.5 * (A + np.swapaxes(A, -1, -2))
+
+
+@dataclass(frozen=True)
+class GaussianMixtureParams:
+    """A plain Gaussian mixture: the global GMM or the marginal of one layer's scores.
+
+    Attributes
+    ----------
+    weights : (K,) array
+    means : (K, D) array
+    covariances : (K, D, D) array
+    paths : (K, M) int array, the components of the layers above that define each mixture
+        component (layer ``l+1`` first for the marginal of ``z^(l)``); M = 0 for the top layer.
+    """
+
+    weights: Array
+    means: Array
+    covariances: Array
+    paths: NDArray[np.intp]
+
+    def score_samples(self, X: ArrayLike) -> Array:
+        """Log density of each row of ``X`` (N, D) under the mixture, through Cholesky factors."""
+        Xa = check_data(X, n_features=self.means.shape[1])
+        logp = np.stack(
+            [
+                np.log(w) + full_logpdf(Xa, m, c)
+                for w, m, c in zip(self.weights, self.means, self.covariances, strict=True)
+            ],
+            axis=1,
+        )
+        return log_normalize(logp)[0]

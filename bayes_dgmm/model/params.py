@@ -19,15 +19,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from bayes_dgmm._io import atomic_write_text
 from bayes_dgmm._validation import RandomLike, as_generator, check_data, check_layer
-from bayes_dgmm.model.density import full_logpdf, log_normalize, lowrank_logpdf, sym
+from bayes_dgmm.model.density import GaussianMixtureParams, log_normalize, lowrank_logpdf, sym
+from bayes_dgmm.model.names import PARAM_NAMES, n_named_layers
+from bayes_dgmm.model.paths import aggregate_paths, path_index, path_table, subpath_weights
 from bayes_dgmm.model.spec import validate_architecture
 
 Array = NDArray[np.float64]
@@ -35,74 +37,11 @@ Array = NDArray[np.float64]
 PARAMS_FORMAT = "bayes-dgmm-params/1"
 
 
-def path_table(n_components: Sequence[int]) -> NDArray[np.intp]:
-    """Every path through the network, layer 1 varying fastest.
-
-    Parameters
-    ----------
-    n_components : sequence of int, ``(G_1, ..., G_L)``
-
-    Returns
-    -------
-    (prod G_l, L) int array; row ``p`` holds the 0-based component of each layer of path ``p``.
-    """
-    dims = tuple(int(g) for g in n_components)
-    if not dims:  # the empty sub-path above the top layer
-        return np.zeros((1, 0), dtype=np.intp)
-    idx = np.unravel_index(np.arange(math.prod(dims)), dims, order="F")
-    return np.stack(idx, axis=1).astype(np.intp)
-
-
-def path_index(labels: ArrayLike, n_components: Sequence[int]) -> NDArray[np.intp]:
-    """Path index of per-layer labels (the inverse of :func:`path_table`).
-
-    Parameters
-    ----------
-    labels : (N, L) int array of 0-based components, layer 1 first
-    n_components : sequence of int, ``(G_1, ..., G_L)``
-
-    Returns
-    -------
-    (N,) int array
-    """
-    lab = np.asarray(labels)
-    dims = tuple(int(g) for g in n_components)
-    if lab.ndim != 2 or lab.shape[1] != len(dims):
-        raise ValueError(
-            f"labels has shape {lab.shape}; expected (n_samples, {len(dims)}), one column a layer."
-        )
-    return np.ravel_multi_index(tuple(lab.T), dims, order="F").astype(np.intp)
-
-
-@dataclass(frozen=True)
-class GaussianMixtureParams:
-    """A plain Gaussian mixture: the global GMM or the marginal of one layer's scores.
-
-    Attributes
-    ----------
-    weights : (K,) array
-    means : (K, D) array
-    covariances : (K, D, D) array
-    paths : (K, M) int array, the components of the layers above that define each mixture
-        component (layer ``l+1`` first for the marginal of ``z^(l)``); M = 0 for the top layer.
-    """
-
-    weights: Array
-    means: Array
-    covariances: Array
-    paths: NDArray[np.intp]
-
-    def score_samples(self, X: ArrayLike) -> Array:
-        """Log density of each row of ``X`` (N, D) under the mixture, through Cholesky factors."""
-        Xa = check_data(X, n_features=self.means.shape[1])
-        logp = np.stack(
-            [
-                np.log(w) + full_logpdf(Xa, m, c)
-                for w, m, c in zip(self.weights, self.means, self.covariances, strict=True)
-            ],
-            axis=1,
-        )
-        return log_normalize(logp)[0]
+def check_n_samples(n_samples: int) -> int:
+    """Return ``n_samples`` if it is a positive integer, else raise ValueError."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
+        raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
+    return n_samples
 
 
 class DGMMParams:
@@ -252,7 +191,7 @@ class DGMMParams:
 
     def path_weights(self) -> Array:
         """Global path weights ``pi_g = prod_l pi^(l)_{g_l}`` (eq. 4), shape (n_paths,)."""
-        return _subpath_weights(self.pi)
+        return subpath_weights(self.pi)
 
     # ------------------------------------------------------------------ marginals
     def _marginal(self, level: int) -> tuple[Array, Array, Array]:
@@ -278,7 +217,7 @@ class DGMMParams:
                 out = (
                     means.reshape(n_sub, -1),
                     covs.reshape(n_sub, *covs.shape[2:]),
-                    _subpath_weights(self.pi[level:]),
+                    subpath_weights(self.pi[level:]),
                 )
             self._cache[key] = out
         return self._cache[key]
@@ -386,10 +325,39 @@ class DGMMParams:
         self, n_samples: int, random_state: RandomLike = None
     ) -> tuple[Array, NDArray[np.intp]]:
         """Draw ``n_samples`` observations; returns ``(X, path)`` (see :func:`simulate`)."""
-        from bayes_dgmm.model.simulate import simulate
+        scores, labels = self.draw(n_samples, as_generator(random_state))
+        return scores[0], path_index(labels, self.n_components)
 
-        sim = simulate(self, n_samples, random_state=random_state)
-        return sim.X, sim.paths
+    def draw(
+        self, n_samples: int, rng: np.random.Generator
+    ) -> tuple[list[Array], NDArray[np.intp]]:
+        """The generative process, top layer first (Viroli & McLachlan 2019, sec. 2).
+
+        ``z^(L) ~ N(0, I)``; for ``l = L..1``: ``g_l ~ pi^(l)`` independently and
+        ``z^(l-1) = eta^(l)_{g_l} + Lambda^(l)_{g_l} z^(l) + sqrt(psi^(l)_{g_l}) * e``.
+
+        Returns
+        -------
+        scores : list of L + 1 arrays ``z^(0) = X`` (N, J), ``z^(1)`` (N, R_1), ...
+        labels : (N, L) int array, the 0-based component of every layer (layer 1 first)
+        """
+        check_n_samples(n_samples)
+        L = self.n_layers
+        z = rng.standard_normal((n_samples, self.n_factors[-1]))
+        scores: list[Array] = [z]
+        labels = np.empty((n_samples, L), dtype=np.intp)
+        for l in range(L - 1, -1, -1):
+            g = rng.choice(self.n_components[l], size=n_samples, p=self.pi[l])
+            labels[:, l] = g
+            z_below = np.sqrt(self.psi[l][g]) * rng.standard_normal(
+                (n_samples, self.eta[l].shape[1])
+            )
+            for k in range(self.n_components[l]):
+                rows = g == k
+                z_below[rows] += self.eta[l][k] + z[rows] @ self.Lambda[l][k].T
+            z = z_below
+            scores.insert(0, z)
+        return scores, labels
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -457,9 +425,7 @@ class DGMMParams:
         ``from_named(p.to_named()) == p`` exactly; ``renormalise=True`` divides each layer's
         weights by their sum (simplex transforms of samplers leave round-off).
         """
-        n = 0
-        while f"pi_{n + 1}" in values:
-            n += 1
+        n = n_named_layers(values)
         if n == 0:
             raise ValueError(
                 f"values has no 'pi_1' (keys {sorted(map(str, values))[:8]}); pass a point or "
@@ -482,7 +448,7 @@ class DGMMParams:
         """The inverse of :meth:`from_named`: ``{"pi_1": ..., "eta_1": ..., ...}``."""
         return {
             f"{name}_{l}": arr.copy()
-            for name in ("pi", "eta", "Lambda", "psi")
+            for name in PARAM_NAMES
             for l, arr in enumerate(getattr(self, name), start=1)
         }
 
@@ -545,8 +511,6 @@ class DGMMParams:
         """JSON text (floats written with repr, so the round trip is exact); saved if ``path``."""
         text = json.dumps(self.to_dict())
         if path is not None:
-            from bayes_dgmm._io import atomic_write_text
-
             atomic_write_text(Path(path), text)
         return text
 
@@ -595,7 +559,7 @@ class DGMMParams:
         )
 
 
-_FIELDS = ("pi", "eta", "Lambda", "psi")
+_FIELDS = PARAM_NAMES
 
 
 def _frozen(name: str, layer: int, value: ArrayLike) -> Array:
@@ -629,21 +593,3 @@ def _read_params_file(path: Path) -> str:
 
 def _rebuild(pi: Any, eta: Any, Lambda: Any, psi: Any) -> DGMMParams:
     return DGMMParams(pi=pi, eta=eta, Lambda=Lambda, psi=psi)
-
-
-def _subpath_weights(pi: Sequence[Array]) -> Array:
-    """Products of layer weights over all sub-paths, first listed layer fastest."""
-    w = np.ones(1)
-    for p in reversed(pi):
-        # new index g + G * s: the earlier layer varies fastest
-        w = np.outer(w, p).ravel()
-    return w
-
-
-def aggregate_paths(proba: Array, n_components: Sequence[int], layer: int) -> Array:
-    """Sum path probabilities (N, n_paths) into layer ``layer``'s components (N, G_layer)."""
-    layer = check_layer(layer, len(n_components))
-    labels = path_table(n_components)[:, layer - 1]
-    out = np.zeros((proba.shape[0], n_components[layer - 1]))
-    np.add.at(out.T, labels, proba.T)
-    return out

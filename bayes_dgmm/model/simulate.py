@@ -8,7 +8,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bayes_dgmm._validation import RandomLike, as_generator
-from bayes_dgmm.model.params import DGMMParams, path_index
+from bayes_dgmm.model.params import DGMMParams, check_n_samples
+from bayes_dgmm.model.paths import path_index
 
 Array = NDArray[np.float64]
 
@@ -39,26 +40,10 @@ def simulate(params: DGMMParams, n_samples: int, random_state: RandomLike = None
     ``z^(L) ~ N(0, I)``; for ``l = L..1``: ``g_l ~ pi^(l)`` independently and
     ``z^(l-1) = eta^(l)_{g_l} + Lambda^(l)_{g_l} z^(l) + sqrt(psi^(l)_{g_l}) * e``.
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
-        raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
+    check_n_samples(n_samples)
     if not isinstance(params, DGMMParams):
         raise TypeError(f"params must be a DGMMParams, got {type(params).__name__}.")
-    rng = as_generator(random_state)
-    L = params.n_layers
-    z = rng.standard_normal((n_samples, params.n_factors[-1]))
-    scores: list[Array] = [z]
-    labels = np.empty((n_samples, L), dtype=np.intp)
-    for l in range(L - 1, -1, -1):
-        g = rng.choice(params.n_components[l], size=n_samples, p=params.pi[l])
-        labels[:, l] = g
-        z_below = np.sqrt(params.psi[l][g]) * rng.standard_normal(
-            (n_samples, params.eta[l].shape[1])
-        )
-        for k in range(params.n_components[l]):
-            rows = g == k
-            z_below[rows] += params.eta[l][k] + z[rows] @ params.Lambda[l][k].T
-        z = z_below
-        scores.insert(0, z)
+    scores, labels = params.draw(n_samples, as_generator(random_state))
     return Simulation(
         X=scores[0],
         labels=labels,

@@ -1,7 +1,7 @@
 import numpy as np
 import xarray as xr
 
-from bayes_dgmm.bayes.estimator import _drop_object_variables
+from bayes_dgmm.bayes.io import _drop_object_variables
 
 
 def test_ragged_smc_statistics_become_final_values():

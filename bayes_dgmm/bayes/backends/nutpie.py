@@ -11,11 +11,24 @@ output (an ``xarray.DataTree``) are nutpie's own; only the gradient code differs
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pytensor.tensor as pt
+from pymc.initial_point import make_initial_point_fn
+from pymc.pytensorf import compile as compile_pymc
+from pytensor.graph import clone_replace
+
+from bayes_dgmm._validation import RandomLike
+from bayes_dgmm.bayes.model import compile_mode, transformed_point
+
+logger = logging.getLogger(__name__)
 
 
 def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
@@ -26,12 +39,8 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
     (no recompilation). The data are read from the model's shared ``X`` at every call, so
     ``pm.set_data`` on the model needs no recompilation either.
     """
-    import pytensor.tensor as pt
+    # nutpie itself is imported when used: it loads its Rust extension
     from nutpie.compiled_pyfunc import from_pyfunc
-    from pymc.pytensorf import compile as compile_pymc
-    from pytensor.graph import clone_replace
-
-    from bayes_dgmm.bayes.model import compile_mode
 
     mode = mode or compile_mode()
     value_vars, shapes = _value_vars_and_shapes(model)
@@ -76,8 +85,6 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
 
         return expand
 
-    import pandas as pd
-
     dims = {n: tuple(model.named_vars_to_dims.get(n, ())) for n in names}
     dims = {n: d for n, d in dims.items() if d}
     used = {d for ds in dims.values() for d in ds}
@@ -118,10 +125,6 @@ def initial_point_function(model: Any, start: Mapping[str, Any] | None) -> Any:
     :func:`bayes_dgmm.bayes.model.params_to_point` returns. Without it each chain starts at
     PyMC's initial point with U(-1, 1) jitter on the unconstrained scale (seeded by nutpie).
     """
-    from pymc.initial_point import make_initial_point_fn
-
-    from bayes_dgmm.bayes.model import transformed_point
-
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
 
     def flat(point: Mapping[str, Any]) -> np.ndarray:
@@ -134,3 +137,60 @@ def initial_point_function(model: Any, start: Mapping[str, Any] | None) -> Any:
         model=model, jitter_rvs=set(model.free_RVs), return_transformed=True
     )
     return lambda seed: flat(point_fn(seed))
+
+
+def sample_nutpie(
+    compiled: Any,
+    model: Any,
+    start: Mapping[str, Any] | None,
+    kw: dict[str, Any],
+    *,
+    random_seed: RandomLike,
+    progressbar: bool,
+) -> Any:
+    """nutpie's NUTS on ``compiled`` (from :func:`compile_nutpie_model` of ``model``).
+
+    Keywords as for PyMC's NUTS: ``draws`` (1000), ``tune`` (1000), ``chains`` (4),
+    ``cores``, ``nuts`` (``max_treedepth``, ``target_accept``); any other keyword goes to
+    ``nutpie.sample``. Chains start at ``start`` (free-variable values), or jittered.
+    """
+    import nutpie
+
+    kw.pop("compile_kwargs", None)
+    compiled = dataclasses.replace(
+        compiled, _make_initial_points=initial_point_function(model, start)
+    )
+    # Data may have been swapped since the compile (pm.set_data): the compiled function
+    # reads the model's shared X, so nothing is stale.
+    nuts = dict(kw.pop("nuts", {}) or {})
+    settings: dict[str, Any] = {}
+    if "max_treedepth" in nuts:
+        settings["maxdepth"] = int(nuts.pop("max_treedepth"))
+    if "target_accept" in nuts:
+        settings["target_accept"] = float(nuts.pop("target_accept"))
+    if nuts:
+        raise ValueError(
+            f"nuts={nuts!r}: method='nutpie' understands max_treedepth and target_accept."
+        )
+    seed = random_seed
+    seed_int = int(np.random.default_rng(seed).integers(2**31)) if seed is not None else None
+    t0 = time.perf_counter()
+    idata = nutpie.sample(
+        compiled,
+        draws=int(kw.pop("draws", 1000)),
+        tune=int(kw.pop("tune", 1000)),
+        chains=int(kw.pop("chains", 4)),
+        cores=int(kw.pop("cores", 1)),
+        seed=seed_int,
+        save_warmup=False,
+        progress_bar=progressbar,
+        **settings,
+        **kw,
+    )
+    stats = idata["sample_stats"].to_dataset()
+    if "depth" in stats and "tree_depth" not in stats:
+        # PyMC's names, so the two NUTS implementations read the same downstream
+        stats = stats.rename({"depth": "tree_depth"})
+    idata["sample_stats"] = stats
+    idata["posterior"].attrs["sampling_time"] = time.perf_counter() - t0
+    return idata

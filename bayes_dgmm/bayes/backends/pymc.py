@@ -1,0 +1,89 @@
+"""PyMC's own inference routes: ``find_MAP``, ADVI (mean-field and full-rank), NUTS, SMC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+from numpy.typing import NDArray
+from pymc.initial_point import make_initial_point_fn
+
+from bayes_dgmm._validation import RandomLike
+from bayes_dgmm.bayes.backends.nutpie import n_free_variables
+from bayes_dgmm.bayes.model import compile_mode
+
+Array = NDArray[np.float64]
+
+
+def run_pymc(
+    method: str,
+    model: Any,
+    start: dict[str, Array] | None,
+    kw: dict[str, Any],
+    *,
+    random_seed: RandomLike,
+    progressbar: bool,
+) -> Any:
+    """Run ``method`` (``map``, ``advi``, ``fullrank_advi``, ``nuts`` or ``smc``) on ``model``.
+
+    ``kw`` goes to the PyMC function; ADVI reads ``n`` (20000 iterations) and ``draws``
+    (1000) from it. Returns the DataTree PyMC returns (for ADVI with a ``loss`` group).
+    """
+    seed, bar = random_seed, progressbar
+    if "backend" not in kw:
+        # PyTensor's default (Numba) compiles the study model ~20x slower than C.
+        kw.setdefault("compile_kwargs", {"mode": compile_mode()})
+    if method == "map":
+        kw.setdefault("jitter", start is None)
+        return pm.find_MAP(
+            initvals=start,
+            model=model,
+            random_seed=seed,
+            progressbar=bar,
+            return_inferencedata=True,
+            **kw,
+        )
+    if method in ("advi", "fullrank_advi"):
+        n = int(kw.pop("n", 20000))
+        draws = int(kw.pop("draws", 1000))
+        if start is None:
+            start = jittered_start(model, seed)
+        approx = pm.fit(
+            n=n,
+            method=method,
+            model=model,
+            random_seed=seed,
+            start=start,
+            progressbar=bar,
+            **kw,
+        )
+        idata = approx.sample(draws=draws, random_seed=seed, return_inferencedata=True)
+        idata["loss"] = xr.Dataset({"loss": ("iteration", np.asarray(approx.hist))})
+        return idata
+    if method == "nuts":
+        return pm.sample(model=model, initvals=start, random_seed=seed, progressbar=bar, **kw)
+    if method != "smc":
+        raise ValueError(f"method={method!r} is not a PyMC route; use map, advi, nuts or smc.")
+    n_free = n_free_variables(model)
+    draws = int(kw.get("draws", 2000))
+    if draws <= n_free:
+        raise ValueError(
+            f"method='smc' with draws={draws} particles, but the model has {n_free} free "
+            "parameters: PyMC's SMC kernels fit a proposal covariance to the particles, "
+            f"which is singular with fewer particles than parameters; use draws > {n_free} "
+            "(e.g. 2x) or a smaller architecture."
+        )
+    return pm.sample_smc(model=model, random_seed=seed, progressbar=bar, **kw)
+
+
+def jittered_start(model: Any, random_seed: RandomLike) -> dict[str, Array]:
+    """Constrained start: the model's default point with U(-1, 1) jitter (unconstrained)."""
+    fn = make_initial_point_fn(
+        model=model, jitter_rvs=set(model.free_RVs), return_transformed=False
+    )
+    seed = None if random_seed is None else np.random.default_rng(random_seed).integers(2**30)
+    point = fn(seed)
+    names = {rv.name for rv in model.free_RVs}
+    return {k: v for k, v in point.items() if k in names}

@@ -1,0 +1,231 @@
+"""Save and load Bayesian fits: netCDF DataTrees whose root attributes carry the settings.
+
+The root attributes hold the spec (TOML text), the constraint, the priors, the package
+version and a digest of the posterior draws; :func:`read_fit` refuses a file written by
+another package version, for another spec, or changed after it was saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import logging
+import sys
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from bayes_dgmm._io import atomic_write
+from bayes_dgmm._version import __version__
+from bayes_dgmm.model.spec import DGMMSpec, load_spec
+
+logger = logging.getLogger(__name__)
+
+SAVE_FORMAT = "bayes-dgmm-bayesian/1"
+
+SAVED_ATTRS = (
+    "bayes_dgmm_format",
+    "bayes_dgmm_version",
+    "spec_name",
+    "spec_toml",
+    "constraint",
+    "priors",
+    "method",
+    "random_seed",
+    "n_features_in",
+    "posterior_sha256",
+)
+
+
+def _version() -> str:
+    return __version__
+
+
+@dataclass(frozen=True)
+class SavedFit:
+    """What :func:`read_fit` read: the tree (without the saved attributes) and the settings."""
+
+    tree: Any
+    spec: DGMMSpec
+    method: str
+    n_features_in: int
+    random_seed: Any
+    priors: Mapping[str, Any] | None
+    constraint: str | None
+
+
+def write_fit(
+    path: str | Path,
+    idata: Any,
+    *,
+    spec: DGMMSpec,
+    method: str,
+    n_features_in: int,
+    random_seed: Any,
+    priors: Mapping[str, Any] | None,
+    constraint: str | None,
+) -> Path:
+    """Write a copy of ``idata`` with the settings as root attributes (atomically; no pickle)."""
+    tree = idata.copy()
+    attrs = {
+        "bayes_dgmm_format": SAVE_FORMAT,
+        "bayes_dgmm_version": _version(),
+        "spec_name": spec.name,
+        "spec_toml": spec.to_toml(),
+        "constraint": json.dumps(constraint),
+        "priors": json.dumps(dict(priors or {}), sort_keys=True),
+        "method": method,
+        "random_seed": json.dumps(random_seed),
+        "n_features_in": int(n_features_in),
+        "posterior_sha256": _posterior_digest(tree["posterior"].to_dataset()),
+    }
+    if set(attrs) != set(SAVED_ATTRS):
+        raise RuntimeError(f"save writes {sorted(attrs)}, load expects {sorted(SAVED_ATTRS)}")
+    tree.attrs.update(attrs)
+    _drop_object_variables(tree)
+
+    def write(tmp: Path) -> None:
+        tree.to_netcdf(tmp, engine="h5netcdf")
+
+    return atomic_write(Path(path), write)
+
+
+def read_fit(path: str | Path, spec: DGMMSpec | str | None = None) -> SavedFit:
+    """Read a fit written by :func:`write_fit`; ``spec``, when given, must be the saved one.
+
+    Raises
+    ------
+    ValueError
+        The file is not a bayes-dgmm fit, was written by another package version, or is
+        for another spec than ``spec``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; give the path of a saved fit.")
+    try:
+        with _quiet_unraisable():
+            with xr.open_datatree(path, engine="h5netcdf") as opened:
+                tree = opened.load()
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"{path} cannot be read as a netCDF fit ({type(exc).__name__}: {exc}); the file "
+            "is truncated, damaged or not a netCDF file: restore it or refit."
+        ) from None
+    attrs = dict(tree.attrs)
+    if attrs.get("bayes_dgmm_format") != SAVE_FORMAT:
+        raise ValueError(
+            f"{path}: bayes_dgmm_format={attrs.get('bayes_dgmm_format')!r} is not "
+            f"{SAVE_FORMAT!r}; this is not a fit saved by BayesianDeepGaussianMixture.save."
+        )
+    saved_version, version = attrs.get("bayes_dgmm_version"), _version()
+    if saved_version != version:
+        raise ValueError(
+            f"{path} was saved by bayes-dgmm {saved_version}, this is version {version}; "
+            f"refit with this version or install bayes-dgmm=={saved_version} to load it."
+        )
+    if "posterior" not in tree.children or attrs.get("posterior_sha256") != _posterior_digest(
+        tree["posterior"].to_dataset()
+    ):
+        raise ValueError(
+            f"{path}: the posterior draws do not match the checksum written with them; the "
+            "file was modified after it was saved: restore it or refit."
+        )
+    missing = [key for key in SAVED_ATTRS if key not in attrs]
+    if missing:
+        raise ValueError(
+            f"{path} lacks the attribute {missing[0]!r} that save writes; the file was "
+            "damaged or edited after it was saved: restore it or refit."
+        )
+    try:
+        saved_spec = DGMMSpec.from_dict(tomllib.loads(attrs["spec_toml"]), source=str(path))
+        saved = {k: json.loads(attrs[k]) for k in ("priors", "random_seed", "constraint")}
+        n_features_in = int(attrs["n_features_in"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(
+            f"{path}: the attributes written by save cannot be read ({exc}); the file was "
+            "damaged or edited after it was saved: restore it or refit."
+        ) from None
+    if spec is not None:
+        if isinstance(spec, str):
+            spec = load_spec(spec)
+        if spec.to_dict() != saved_spec.to_dict():
+            raise ValueError(
+                f"{path} was fitted with spec {saved_spec.name!r} "
+                f"({saved_spec.n_components}, {saved_spec.n_factors}, priors "
+                f"{dict(saved_spec.priors)}), not the spec {spec.name!r} asked for; load "
+                "without spec= or with the spec it was fitted with."
+            )
+    for key in SAVED_ATTRS:
+        tree.attrs.pop(key, None)
+    return SavedFit(
+        tree=tree,
+        spec=saved_spec,
+        method=str(attrs["method"]),
+        n_features_in=n_features_in,
+        random_seed=saved["random_seed"],
+        priors=saved["priors"] or None,
+        constraint=saved["constraint"],
+    )
+
+
+@contextlib.contextmanager
+def _quiet_unraisable() -> Iterator[None]:
+    """Drop the "Exception ignored in File.__del__" that h5netcdf prints for a damaged file.
+
+    Closing a file that failed to open raises again in its finaliser; Python prints that to
+    stderr next to our own message. Only h5netcdf's and h5py's finalisers are silenced.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        obj = unraisable.object
+        module = str(getattr(obj, "__module__", None) or type(obj).__module__)
+        if not module.startswith(("h5netcdf", "h5py")):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        gc.collect()  # run the finalisers of what failed to open while the hook is set
+        sys.unraisablehook = previous
+
+
+def _posterior_digest(posterior: xr.Dataset) -> str:
+    """SHA-256 of the posterior draws (names, shapes and float64 values), for :func:`read_fit`."""
+    h = hashlib.sha256()
+    for name in sorted(map(str, posterior.data_vars)):
+        values = np.ascontiguousarray(posterior[name].values, dtype=np.float64)
+        h.update(name.encode())
+        h.update(repr(values.shape).encode())
+        h.update(values.tobytes())
+    return h.hexdigest()
+
+
+def _drop_object_variables(tree: Any) -> None:
+    """Make a tree about to be saved storable in netCDF, in place.
+
+    SMC's per-stage statistics are ragged (object dtype: one array of stages per chain);
+    netCDF cannot store them. Each is replaced by its final-stage value, ``<name>_final``
+    (for ``log_marginal_likelihood``: the evidence estimate of each chain).
+    """
+    for node in tree.subtree:
+        for name in list(node.data_vars):
+            da = node[name]
+            if da.dtype != object:
+                continue
+            try:
+                values = [np.asarray(v, dtype=float).ravel()[-1] for v in da.values.ravel()]
+                final = np.asarray(values, dtype=np.float64).reshape(da.shape)
+            except (TypeError, ValueError, IndexError):
+                logger.info("save: dropping %s/%s (object dtype, not storable)", node.path, name)
+            else:
+                node[f"{name}_final"] = xr.Variable(da.dims, final)
+            del node[name]

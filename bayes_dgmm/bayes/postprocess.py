@@ -1,0 +1,109 @@
+"""From sampler output to results: pointwise log-likelihoods, point estimates, label probabilities.
+
+Functions take a DataTree or Dataset of the posterior and return new ones; the estimator
+stores them in its ``idata_``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
+
+from bayes_dgmm.bayes.model import point_to_params, pointwise_loglik_function
+from bayes_dgmm.model.names import named_variables
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.paths import aggregate_paths
+from bayes_dgmm.model.spec import DGMMSpec
+
+Array = NDArray[np.float64]
+
+#: At most this many posterior draws (evenly thinned) enter the label probabilities and
+#: predictions; each draw costs one pass of ``DGMMParams.log_prob_paths`` over the data.
+MAX_PREDICT_DRAWS = 200
+
+
+def finish_tree(idata: Any, X: Array, spec: DGMMSpec) -> Any:
+    """Add ``log_likelihood`` and ``sample_stats.log_likelihood_total`` to a fit, in place.
+
+    ``find_MAP``'s extra groups hold objects netCDF cannot store; the MAP is the posterior,
+    so they are dropped.
+    """
+    for group in ("fit", "optimizer_result"):
+        if group in idata.children:
+            del idata[group]
+    idata["log_likelihood"] = pointwise_log_likelihood(idata["posterior"].to_dataset(), X, spec)
+    total = idata["log_likelihood"]["x"].sum("obs")
+    if "sample_stats" in idata.children:
+        stats = idata["sample_stats"].to_dataset()
+        stats["log_likelihood_total"] = total
+        idata["sample_stats"] = stats
+    else:
+        idata["sample_stats"] = xr.Dataset({"log_likelihood_total": total})
+    return idata
+
+
+def pointwise_log_likelihood(posterior: xr.Dataset, X: Array, spec: DGMMSpec) -> xr.Dataset:
+    """Pointwise log-likelihood ``x`` (chain, draw, obs) of every posterior draw.
+
+    Uses the compiled twin of the model's likelihood, cached per architecture
+    (:func:`bayes_dgmm.bayes.model.pointwise_loglik_function`), instead of
+    ``pm.compute_log_likelihood``, which would compile the model's graph again at every fit.
+    """
+    fn = pointwise_loglik_function(spec.n_components, spec.n_factors)
+    names = named_variables(spec.n_layers)
+    values = {k: posterior[k].values for k in names}
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    out = np.empty((n_chain, n_draw, X.shape[0]))
+    with threadpool_limits(1):
+        for c in range(n_chain):
+            for d in range(n_draw):
+                out[c, d] = fn(X, *(values[k][c, d] for k in names))
+    return xr.Dataset(
+        {"x": (("chain", "draw", "obs"), out)},
+        coords={
+            "chain": posterior["chain"].values,
+            "draw": posterior["draw"].values,
+            "obs": np.arange(X.shape[0]),
+        },
+    )
+
+
+def posterior_params(posterior: xr.Dataset, n_layers: int) -> tuple[list[DGMMParams], DGMMParams]:
+    """At most :data:`MAX_PREDICT_DRAWS` evenly thinned draws, and the posterior mean.
+
+    The mean is taken over all chains and draws of each parameter on its own.
+    """
+    names = named_variables(n_layers)
+    post = posterior[names]
+    total = post.sizes["chain"] * post.sizes["draw"]
+    flat = post.stack(sample=("chain", "draw")).transpose("sample", ...)
+    keep = np.unique(np.linspace(0, total - 1, min(total, MAX_PREDICT_DRAWS)).round().astype(int))
+    draws = [point_to_params({k: flat[k].values[i] for k in names}) for i in keep]
+    # numpy on C-ordered copies: the same mean whatever the arrays' memory layout (a
+    # loaded file must give bit-identical parameters).
+    mean = point_to_params(
+        {
+            k: np.ascontiguousarray(post[k].values).reshape(total, *post[k].shape[2:]).mean(0)
+            for k in names
+        }
+    )
+    return draws, mean
+
+
+def labels_dataset(proba: Array, n_components: Sequence[int]) -> xr.Dataset:
+    """Path probabilities (obs, path) and each layer's component probabilities, as a Dataset."""
+    data: dict[str, Any] = {"path_proba": (("obs", "path"), proba)}
+    for l in range(1, len(n_components) + 1):
+        data[f"component_proba_{l}"] = (
+            ("obs", f"component_{l}"),
+            aggregate_paths(proba, n_components, l),
+        )
+    return xr.Dataset(
+        data,
+        coords={"obs": np.arange(proba.shape[0]), "path": np.arange(proba.shape[1])},
+    )
