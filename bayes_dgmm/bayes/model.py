@@ -1,75 +1,10 @@
-"""The DGMM as a PyMC model with labels and scores marginalised (issue 5).
+"""The DGMM as a PyMC model with labels and scores marginalised.
 
-:func:`build_model` turns data and a :class:`~bayes_dgmm.model.spec.DGMMSpec` into a ``pm.Model``
-whose likelihood is the global GMM's marginal density (eqs. 3-6)::
-
-    log f(x_i) = logsumexp_p [ log pi_p + log N(x_i; mu_p, Sigma_p) ],
-    Sigma_p = diag(psi^(1)_{g1}) + W_p W_p^T,   W_p = Lambda^(1)_{g1} chol(S_p),
-
-where ``S_p`` is the covariance of ``z^(1)`` on the sub-path ``(g_2, ..., g_L)`` (recursion of
-eqs. 5-6) and paths ``p`` come from :func:`bayes_dgmm.model.params.path_table` (layer 1 fastest).
-Neither the labels nor the scores are sampled. The Gaussian density uses the Woodbury identity
-and the determinant lemma in the residual-plus-penalty form of
-:func:`bayes_dgmm.model.density.lowrank_logpdf` (layer-1 noise variances can be 1e-7 of
-var(x), where the textbook difference form cancels catastrophically), so its cost is linear in J.
-
-Variables (layer ``l = 1..L``; ``R_0 = J``; dims in brackets)
----------------------------------------------------------------
-``pi_l`` [component_l]
-    Component weights, ``Dirichlet(pi_alpha * ones)`` (a constant ``[1.0]`` when G_l = 1).
-``eta_l`` [component_l, factor_{l-1}]  (``factor_0`` is called ``feature``)
-    Intercepts. Layer 1: ``Normal(mean(x_j), eta_1_scale * sd(x_j))``;
-    layers >= 2: ``eta_l = eta_l_raw - mean_g eta_l_raw`` with ``eta_l_raw ~ Normal(0,
-    eta_scale)`` (anchoring, below).
-``Lambda_l`` [component_l, factor_{l-1}, factor_l]
-    Loadings. Layer 1: ``Normal(0, Lambda_1_scale * sd(x_j))`` (row ``j``);
-    layers >= 2: ``Normal(0, Lambda_scale)``.
-``psi_l`` [component_l, factor_{l-1}]
-    Noise *variances*. Layer 1: ``LogNormal(log(psi_1_scale * var(x_j)), psi_log_sd)``;
-    layers >= 2: ``psi_l = psi_l_raw / geomean_g psi_l_raw`` with ``psi_l_raw ~
-    LogNormal(log(psi_scale), psi_log_sd)``. Sampled on the log scale.
-``x`` [obs, feature]
-    The observations (``pm.Data`` named ``X``), with a ``CustomDist`` likelihood whose
-    pointwise log density (one value per observation) is what ``pm.compute_log_likelihood``
-    stores, so ArviZ LOO/WAIC work.
-
-Anchoring of the latent layers
-------------------------------
-The likelihood does not identify the location and scale of an intermediate score
-``z^(l-1)`` (``2 <= l <= L``): moving it to ``a * (z + b)`` is absorbed by ``eta_(l-1)``,
-``Lambda_(l-1)`` below and ``eta_l``, ``Lambda_l``, ``psi_l`` above
-(:meth:`bayes_dgmm.model.params.DGMMParams.anchored`). Left free, these 2 R_(l-1) directions form
-curved ridges (``eta_1 + Lambda_1 eta_2`` constant, say) on which NUTS needs trees of depth 8-10.
-The model therefore pins them: for layers ``l >= 2`` the intercepts sum to zero over the
-components and the noise variances have geometric mean one per factor. Every DGMM has exactly
-one such representative, so no distribution is lost, and the projection is symmetric in the
-components, so label switching is untouched. The raw variables keep one redundant direction
-each (a common shift of ``eta_l_raw``, of ``log psi_l_raw``) along which the posterior is the
-prior: a straight, well-scaled direction. Because ``psi_l`` has geometric mean one, ``eta_l`` and
-``Lambda_l`` are in units of the layer's noise, which can be large for well-separated
-components; hence the wide defaults ``eta_scale = 10``, ``Lambda_scale = 5``.
-The defaults are weakly informative: every prior is wide on the data's scale.
-``psi_log_sd = 5`` lets ``psi_1`` range from about 1e-7 to 20 times var(x) (95%), which covers
-the study data (1e-8.3 .. 1e-5.3 of var(x)).
-
-Prior keys (the spec's ``[priors]`` table, then the ``priors`` argument, override
-:data:`PRIOR_DEFAULTS`): ``pi_alpha``, ``eta_1_scale``, ``eta_scale``, ``Lambda_1_scale``,
-``Lambda_scale``, ``psi_1_scale``, ``psi_scale``, ``psi_log_sd``. Unknown keys raise.
-
-Identifiability (``constraint``)
---------------------------------
-``None``
-    No constraint: the posterior is symmetric under relabelling each layer (label switching
-    is visible in MCMC output).
-``"ordered"``
-    The first coordinate of ``eta_l`` increases with the component index in every layer with
-    G_l > 1 (an ordered transform on that column), which breaks each layer's label symmetry.
-``"lower_triangular"``
-    Every ``Lambda_l[g]`` is lower-triangular with a positive diagonal (free variables
-    ``Lambda_l_diag`` [component_l, factor_l], ``HalfNormal`` with the same scales, and
-    ``Lambda_l_lower`` [component_l, lower_l], ``Normal``); ``Lambda_l`` is then a
-    deterministic. In a DGMM this fixes the rotation of ``z^(L)`` only; below the top layer it
-    restricts the model (a rotation of ``z^(l)`` would make ``psi_(l+1)`` non-diagonal).
+:func:`build_model` turns data and a :class:`~bayes_dgmm.model.spec.DGMMSpec` into a
+``pm.Model`` whose likelihood is the global GMM's marginal density (eqs. 3-6), in the Woodbury
+form of :func:`bayes_dgmm.model.density.lowrank_logpdf`. Variables and dims, priors
+(:data:`PRIOR_DEFAULTS`), the anchoring of the latent layers and the identifiability
+constraints: ``docs/bayesian-model.md``.
 """
 
 from __future__ import annotations
@@ -88,6 +23,7 @@ from pytensor.gradient import disconnected_grad
 from pytensor.tensor.linalg import cholesky, solve_triangular
 
 from bayes_dgmm._validation import check_data
+from bayes_dgmm.model.density import LOG_2PI
 from bayes_dgmm.model.names import n_named_layers
 from bayes_dgmm.model.params import DGMMParams
 from bayes_dgmm.model.paths import path_table
@@ -96,7 +32,6 @@ from bayes_dgmm.model.spec import DGMMSpec
 
 Array = NDArray[np.float64]
 
-LOG_2PI = float(np.log(2.0 * np.pi))
 
 PRIOR_DEFAULTS: dict[str, float] = {
     "pi_alpha": 1.0,

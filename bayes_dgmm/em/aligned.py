@@ -1,42 +1,15 @@
-"""Aligned layer-wise starting values: recover a DGMM whose layers hide behind latent frames.
+"""Aligned layer-wise starting values, the default start of the exact EM.
 
-Why plain EM fails (Selosse et al. 2020, sec. 3.3): inside each layer-1 component ``g`` the
-scores ``z^(1)`` are almost a deterministic function of ``x`` (the study's ``psi^(1)`` is about
-``1e-7`` of ``var(x)``), and each component carries its own coordinate frame for ``z^(1)``:
-the model is unchanged by ``(eta_g, Lambda_g) -> (eta_g - Lambda_g A_g^{-1} c_g,
-Lambda_g A_g^{-1})`` *together with* the same affine change of the deeper layers only when
-``A_g, c_g`` are the same for every ``g``. The deeper layers see a mixture of the
-components' score clouds, which only shows their structure once those frames agree, and EM
-re-aligns the frames very slowly (the fraction of missing information is close to one).
-
-The strategy here (:func:`aligned_init`), applied recursively from layer 1 upwards:
-
-1. fit layer ``l`` as a mixture of factor analysers on the current level's data
-   (:func:`fit_mfa`, restarts selected by likelihood);
-2. project each component's rows onto its subspace (:func:`subspace_scores`), whiten them,
-   and split each component's scores into ``G_{l+1}`` sub-clusters (again an MFA);
-3. register every component's frame onto a reference component's frame by maximising the
-   Gaussian likelihood of its sub-clusters' moments under the reference sub-clusters over an
-   affine map (:func:`register_moments`), for every correspondence of sub-clusters, and keep
-   the best correspondence per component (:func:`match_frames`: ``G_l - 1`` independent
-   choices, never a product over components);
-4. fit the deeper layers on the pooled, aligned scores (the same procedure, one level up);
-5. alternate exact EM of the deeper layers with L-BFGS on every component's affine frame
-   (:func:`refine_frames`: the exact log-likelihood of the aligned scores plus the Jacobian
-   ``log |det A_g|``);
-6. assemble the full parameters (:func:`compose_frames`) and run the exact EM to convergence.
-
-Optionally (``AlignOptions(n_alternatives > 0)``, off by default) ambiguous correspondences are
-re-decided by the exact likelihood of the level, one component at a time. Measurements and
-what did not work: ``docs/recover.md``.
-
-Every function is pure: arrays in, arrays out; randomness only through a ``Generator``.
+:func:`aligned_init` fits layer 1 as a mixture of factor analysers, aligns every
+component's latent frame onto a reference (:mod:`bayes_dgmm.em.frames`), fits the deeper
+layers on the pooled aligned scores, recursively, and refines the frames. Why plain EM
+fails on the study data and the steps: ``docs/aligned-start.md``; measurements:
+``docs/recover.md``.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -44,22 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.linalg import cho_solve, cholesky, lu_factor, lu_solve, solve_triangular
-from scipy.optimize import minimize
 
 from bayes_dgmm.em.driver import run_em
 from bayes_dgmm.em.exact import e_step, exact_step, path_model
-from bayes_dgmm.em.starts import Labeller, kmeans_labels, layerwise_init
-from bayes_dgmm.model.density import LOG_2PI, log_normalize
+from bayes_dgmm.em.frames import (
+    Registration,
+    aligned_loglik,
+    apply_frames,
+    candidate_permutations,
+    cluster_moments,
+    compose_frames,
+    match_frames,
+    refine_frames,
+    whitening,
+)
+from bayes_dgmm.em.starts import Labeller, factor_scores, kmeans_labels, layerwise_init
 from bayes_dgmm.model.params import DGMMParams
 
 Array = NDArray[np.float64]
 
 logger = logging.getLogger(__name__)
-
-#: Largest number of sub-cluster correspondences tried exhaustively per component
-#: (``G_{l+1}! <= 24``, i.e. up to 4 sub-clusters); above it, a ranked subset is tried.
-MAX_PERMUTATIONS = 24
 
 
 # ---------------------------------------------------------------------- exact EM driver
@@ -228,445 +205,6 @@ def hard_labels(Y: Array, params: DGMMParams) -> NDArray[np.intp]:
     return np.argmax(per_comp, axis=1).astype(np.intp)
 
 
-# ---------------------------------------------------------------------- scores and frames
-def subspace_scores(Y: Array, eta: Array, Lambda: Array, psi: Array) -> Array:
-    """Generalised least-squares coordinates of rows of ``Y`` in a factor analyser's subspace.
-
-    ``(Lambda^T Psi^-1 Lambda)^{-1} Lambda^T Psi^-1 (y - eta)``: the maximiser of the
-    likelihood of ``z`` in ``y = eta + Lambda z + u``, free of any prior on ``z`` (the
-    deeper layers' mixture is that prior, and it is not known yet).
-
-    Parameters
-    ----------
-    Y : (n, D) ; eta : (D,) ; Lambda : (D, R) ; psi : (D,)
-
-    Returns
-    -------
-    (n, R) array
-    """
-    Lt = Lambda / psi[:, None]
-    c = cholesky(Lambda.T @ Lt, lower=True, check_finite=False)
-    return cho_solve((c, True), ((Y - eta) @ Lt).T, check_finite=False).T
-
-
-def whitening(Z: Array) -> tuple[Array, Array]:
-    """Affine map ``z -> A z + c`` giving ``Z`` (n, R) zero mean and identity covariance.
-
-    ``A = L^{-1}`` with ``L`` the Cholesky factor of the covariance (a triangular solve).
-
-    Returns
-    -------
-    A : (R, R) ; c : (R,)
-    """
-    mean = Z.mean(axis=0)
-    cov = np.atleast_2d(np.cov(Z, rowvar=False)) + 1e-12 * np.eye(Z.shape[1])
-    L = cholesky(cov, lower=True, check_finite=False)
-    A = solve_triangular(L, np.eye(Z.shape[1]), lower=True, check_finite=False)
-    return A, -A @ mean
-
-
-@dataclass(frozen=True)
-class ClusterMoments:
-    """Sizes, means and covariances of the sub-clusters of one component's scores.
-
-    Attributes
-    ----------
-    n : (K,) array ; mean : (K, R) array ; cov : (K, R, R) array
-    """
-
-    n: Array
-    mean: Array
-    cov: Array
-
-
-def cluster_moments(Z: Array, labels: NDArray[np.intp], n_clusters: int) -> ClusterMoments:
-    """Moments of the rows of ``Z`` (n, R) per label; a cluster with fewer than two rows gets
-    the overall covariance, so every covariance stays positive definite."""
-    R = Z.shape[1]
-    total = np.atleast_2d(np.cov(Z, rowvar=False)) if Z.shape[0] > 1 else np.eye(R)
-    n = np.zeros(n_clusters)
-    mean = np.zeros((n_clusters, R))
-    cov = np.empty((n_clusters, R, R))
-    for k in range(n_clusters):
-        rows = Z[labels == k]
-        n[k] = rows.shape[0]
-        mean[k] = rows.mean(axis=0) if n[k] else Z.mean(axis=0)
-        diff = rows - mean[k]
-        # shrink towards the overall covariance with the weight of one row
-        cov[k] = (diff.T @ diff + total) / (n[k] + 1.0)
-    return ClusterMoments(n=n, mean=mean, cov=cov)
-
-
-def transform_moments(m: ClusterMoments, A: Array, c: Array) -> ClusterMoments:
-    """Moments of ``A z + c`` given those of ``z``."""
-    return ClusterMoments(
-        n=m.n, mean=m.mean @ A.T + c, cov=np.einsum("ij,kjl,ml->kim", A, m.cov, A)
-    )
-
-
-def _unpack_affine(theta: Array, R: int) -> tuple[Array, Array]:
-    return theta[: R * R].reshape(R, R), theta[R * R :]
-
-
-def registration_objective(
-    theta: Array, ref_mean: Array, ref_prec: Array, const: float, moving: ClusterMoments
-) -> tuple[float, Array]:
-    """Negative expected log-likelihood of ``moving``'s clusters, mapped by ``z -> A z + c``,
-    under the reference Gaussian clusters (cluster ``k`` to cluster ``k``), with the Jacobian.
-
-    ``f(A, c) = sum_k n_k / 2 [tr(P_k A B_k A^T) + e_k^T P_k e_k] - n log|det A| + const``
-    with ``e_k = A b_k + c - a_k``, ``(a_k, P_k)`` the reference means and precisions and
-    ``(b_k, B_k)`` the moving clusters' means and covariances.
-
-    Parameters
-    ----------
-    theta : (R R + R,) array, ``A`` row-major then ``c``
-    ref_mean : (K, R) ; ref_prec : (K, R, R) ; const : float, added to the value
-    moving : moments of K clusters, matched to the reference by position
-
-    Returns
-    -------
-    value : float ; gradient : (R R + R,) array
-    """
-    R = ref_mean.shape[1]
-    A, c = _unpack_affine(theta, R)
-    lu = lu_factor(A, check_finite=False)
-    diag = np.diag(lu[0])
-    if np.any(diag == 0):
-        return math.inf, np.zeros_like(theta)
-    n = moving.n
-    n_tot = float(n.sum())
-    e = moving.mean @ A.T + c - ref_mean  # (K, R)
-    PA = ref_prec @ A  # (K, R, R)
-    PAB = PA @ moving.cov
-    Pe = np.einsum("kij,kj->ki", ref_prec, e)
-    value = 0.5 * float(n @ (np.einsum("kij,ij->k", PAB, A) + np.einsum("ki,ki->k", e, Pe)))
-    value += const - n_tot * float(np.sum(np.log(np.abs(diag))))
-    gA = np.einsum("k,kij->ij", n, PAB) + (Pe * n[:, None]).T @ moving.mean
-    gA -= n_tot * lu_solve(lu, np.eye(R), trans=1, check_finite=False)
-    gc = n @ Pe
-    return value, np.concatenate([gA.ravel(), gc])
-
-
-def random_rotation(R: int, rng: np.random.Generator) -> Array:
-    """Haar-distributed orthogonal (R, R) matrix (QR of a Gaussian matrix, signs fixed)."""
-    q, r = np.linalg.qr(rng.standard_normal((R, R)))
-    return q * np.sign(np.diag(r))
-
-
-def procrustes(source: Array, target: Array, weights: Array | None = None) -> Array:
-    """Orthogonal ``Q`` (R, R) minimising ``sum_k w_k |Q source_k - target_k|^2``.
-
-    Parameters
-    ----------
-    source, target : (K, R) arrays of matched points
-    weights : (K,) array, default ones
-
-    Returns
-    -------
-    (R, R) orthogonal array: ``U V^T`` from the SVD of ``sum_k w_k target_k source_k^T``.
-    """
-    w = np.ones(source.shape[0]) if weights is None else weights
-    u, _, vt = np.linalg.svd((target * w[:, None]).T @ source)
-    return u @ vt
-
-
-def register_moments(
-    ref: ClusterMoments, moving: ClusterMoments, rng: np.random.Generator, *, n_starts: int = 4
-) -> tuple[Array, Array, float]:
-    """Affine map ``z -> A z + c`` that best lays ``moving``'s clusters onto ``ref``'s.
-
-    Both sets are expected in whitened coordinates, where the true map is close to
-    orthogonal; L-BFGS starts from the weighted Procrustes rotation of the cluster means and
-    from ``n_starts`` random rotations (the objective is not concave in ``A``).
-
-    Returns
-    -------
-    A : (R, R) ; c : (R,) ; value : float, :func:`registration_objective` at the optimum
-        divided by the moving clusters' total size (comparable across correspondences)
-    """
-    R = ref.mean.shape[1]
-    chol = np.linalg.cholesky(ref.cov)
-    # precisions from the Cholesky factors; const = sum_k n_k log|S_k|^{1/2}
-    prec = np.stack([cho_solve((c, True), np.eye(R), check_finite=False) for c in chol])
-    const = float(moving.n @ np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1))
-    w = np.minimum(ref.n, moving.n)
-    starts = [procrustes(moving.mean, ref.mean, w)]
-    starts += [random_rotation(R, rng) for _ in range(n_starts)]
-    best: tuple[Array, Array, float] | None = None
-    for Q in starts:
-        theta0 = np.concatenate([Q.ravel(), np.zeros(R)])
-        res = minimize(
-            registration_objective,
-            theta0,
-            args=(ref.mean, prec, const, moving),
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": 500},
-        )
-        if np.isfinite(res.fun) and (best is None or res.fun < best[2]):
-            A, c = _unpack_affine(res.x, R)
-            best = (A.copy(), c.copy(), float(res.fun))
-    assert best is not None
-    return best[0], best[1], best[2] / max(float(moving.n.sum()), 1.0)
-
-
-def candidate_permutations(n_clusters: int, limit: int = MAX_PERMUTATIONS) -> list[tuple[int, ...]]:
-    """Correspondences tried for one component: every permutation while ``K! <= limit``,
-    else the identity and every single transposition (``1 + K (K - 1) / 2`` of them), to be
-    applied after a Hungarian matching."""
-    if math.factorial(n_clusters) <= limit:
-        return list(itertools.permutations(range(n_clusters)))
-    perms = [tuple(range(n_clusters))]
-    for i, j in itertools.combinations(range(n_clusters), 2):
-        p = list(range(n_clusters))
-        p[i], p[j] = p[j], p[i]
-        perms.append(tuple(p))
-    return perms
-
-
-def n_registrations(n_components: Sequence[int], limit: int = MAX_PERMUTATIONS) -> int:
-    """Number of sub-cluster correspondences :func:`aligned_init` registers for an
-    architecture: ``sum_l (G_l - 1) |candidate_permutations(G_{l+1})|``, linear in the
-    number of components (never the product over components of every matching)."""
-    comps = [int(g) for g in n_components]
-    return sum(
-        (g - 1) * len(candidate_permutations(g_up, limit)) for g, g_up in itertools.pairwise(comps)
-    )
-
-
-def _permute(m: ClusterMoments, perm: Sequence[int]) -> ClusterMoments:
-    idx = np.asarray(perm)
-    return ClusterMoments(n=m.n[idx], mean=m.mean[idx], cov=m.cov[idx])
-
-
-def hungarian_order(ref: ClusterMoments, moving: ClusterMoments) -> NDArray[np.intp]:
-    """Rotation-invariant matching of sub-clusters: Hungarian assignment on the distance
-    between (weight, sorted covariance eigenvalues, distance of the mean to the origin).
-
-    Returns
-    -------
-    (K,) int array ``order`` such that moving cluster ``order[k]`` matches reference ``k``.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    def features(m: ClusterMoments) -> Array:
-        ev = np.log(np.linalg.eigvalsh(m.cov))
-        return np.column_stack(
-            [np.log(m.n / m.n.sum() + 1e-12), ev, np.linalg.norm(m.mean, axis=1)]
-        )
-
-    fr, fm = features(ref), features(moving)
-    cost = np.linalg.norm(fr[:, None, :] - fm[None, :, :], axis=2)
-    _, col = linear_sum_assignment(cost)
-    return np.asarray(col, dtype=np.intp)
-
-
-@dataclass(frozen=True)
-class Registration:
-    """One candidate alignment of a component's whitened frame: ``z -> A z + c``.
-
-    Attributes
-    ----------
-    A : (R, R) array ; c : (R,) array
-    value : float, :func:`registration_objective` per row (lower is better)
-    order : the moving sub-cluster matched to each reference sub-cluster
-    """
-
-    A: Array
-    c: Array
-    value: float
-    order: tuple[int, ...]
-
-
-def match_frames(
-    moments: Sequence[ClusterMoments], rng: np.random.Generator, *, reference: int = 0
-) -> list[list[Registration]]:
-    """Register every component's (whitened) frame onto the reference component's frame.
-
-    For each non-reference component independently, every candidate correspondence of its
-    sub-clusters (:func:`candidate_permutations`, after a Hungarian pre-matching when there
-    are too many) is registered with :func:`register_moments`. The work is linear in the
-    number of components.
-
-    Parameters
-    ----------
-    moments : per component, sub-cluster moments in that component's whitened frame
-
-    Returns
-    -------
-    per component, its registrations sorted best first (the reference: the identity only)
-    """
-    ref = moments[reference]
-    K = ref.n.shape[0]
-    R = ref.mean.shape[1]
-    out: list[list[Registration]] = []
-    for g, mov in enumerate(moments):
-        if g == reference:
-            out.append([Registration(np.eye(R), np.zeros(R), 0.0, tuple(range(K)))])
-            continue
-        pre = hungarian_order(ref, mov) if math.factorial(K) > MAX_PERMUTATIONS else np.arange(K)
-        regs = []
-        for perm in candidate_permutations(K):
-            order = pre[list(perm)].tolist()
-            A, c, value = register_moments(ref, _permute(mov, order), rng)
-            regs.append(Registration(A, c, value, tuple(order)))
-        out.append(sorted(regs, key=lambda r: r.value))
-    return out
-
-
-# ---------------------------------------------------------------------- frame refinement
-def gmm_logpdf_grad(Z: Array, means: Array, covs: Array, log_w: Array) -> tuple[Array, Array]:
-    """Log density of a Gaussian mixture and its gradient with respect to the point.
-
-    Parameters
-    ----------
-    Z : (n, R) ; means : (K, R) ; covs : (K, R, R) ; log_w : (K,)
-
-    Returns
-    -------
-    logpdf : (n,) ; grad : (n, R), ``-sum_k r_k Sigma_k^{-1} (z - mu_k)``
-    """
-    n, R = Z.shape
-    K = means.shape[0]
-    logp = np.empty((n, K))
-    sol = np.empty((K, n, R))
-    for k in range(K):
-        L = cholesky(covs[k], lower=True, check_finite=False)
-        diff = (Z - means[k]).T
-        w = solve_triangular(L, diff, lower=True, check_finite=False)
-        sol[k] = solve_triangular(L, w, lower=True, trans=1, check_finite=False).T
-        logp[:, k] = log_w[k] - 0.5 * (
-            R * LOG_2PI + 2.0 * np.sum(np.log(np.diag(L))) + np.einsum("ij,ij->j", w, w)
-        )
-    log_norm, resp = log_normalize(logp)
-    return log_norm, -np.einsum("nk,knr->nr", resp, sol)
-
-
-def frame_objective(
-    theta: Array, S: Array, means: Array, covs: Array, log_w: Array
-) -> tuple[float, Array]:
-    """Negative log-likelihood of the scores ``S`` (n, R) mapped by ``z = A s + c`` under
-    the mixture ``(means, covs, log_w)`` of the deeper layers, with ``n log|det A|``.
-
-    Returns
-    -------
-    value : float ; gradient : (R R + R,) array (``A`` row-major, then ``c``)
-    """
-    R = S.shape[1]
-    A, c = _unpack_affine(theta, R)
-    lu = lu_factor(A, check_finite=False)
-    diag = np.diag(lu[0])
-    if np.any(diag == 0):
-        return math.inf, np.zeros_like(theta)
-    Z = S @ A.T + c
-    logp, grad = gmm_logpdf_grad(Z, means, covs, log_w)
-    n = S.shape[0]
-    value = -float(np.sum(logp)) - n * float(np.sum(np.log(np.abs(diag))))
-    gA = -(grad.T @ S) - n * lu_solve(lu, np.eye(R), trans=1, check_finite=False)
-    gc = -grad.sum(axis=0)
-    return value, np.concatenate([gA.ravel(), gc])
-
-
-def refine_frames(
-    scores: Sequence[Array],
-    frames: Sequence[tuple[Array, Array]],
-    deep: DGMMParams,
-    *,
-    maxiter: int = 100,
-    min_rows: int = 1,
-) -> tuple[list[tuple[Array, Array]], float]:
-    """L-BFGS on every component's affine frame given the deeper layers ``deep``.
-
-    The log-likelihood of the aligned scores is separable over components once ``deep`` is
-    fixed, so each frame is optimised on its own.
-
-    Parameters
-    ----------
-    scores : per component, (n_g, R) subspace scores
-    frames : per component, the current ``(A, c)``
-    deep : the DGMM of the deeper layers (a model of the aligned scores)
-    min_rows : components with fewer rows keep their frame (with one row the likelihood is
-        unbounded in ``A``)
-
-    Returns
-    -------
-    frames : the optimised ``(A, c)`` per component
-    value : float, the total log-likelihood of the aligned scores including the Jacobians
-    """
-    gmm = deep.global_gmm()
-    log_w = np.log(gmm.weights)
-    out: list[tuple[Array, Array]] = []
-    total = 0.0
-    for S, (A, c) in zip(scores, frames, strict=True):
-        R = S.shape[1]
-        if S.shape[0] < min_rows:
-            out.append((A, c))
-            continue
-        res = minimize(
-            frame_objective,
-            np.concatenate([A.ravel(), c]),
-            args=(S, gmm.means, gmm.covariances, log_w),
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": maxiter},
-        )
-        A1, c1 = _unpack_affine(res.x, R)
-        out.append((A1.copy(), c1.copy()))
-        total -= float(res.fun)
-    return out, total
-
-
-def apply_frames(scores: Sequence[Array], frames: Sequence[tuple[Array, Array]]) -> Array:
-    """Stack every component's scores mapped into the common frame, (sum n_g, R)."""
-    return np.concatenate([S @ A.T + c for S, (A, c) in zip(scores, frames, strict=True)])
-
-
-def compose_frames(
-    layer: DGMMParams, frames: Sequence[tuple[Array, Array]], deep: DGMMParams
-) -> DGMMParams:
-    """Full parameters from a one-layer model in per-component frames and the deeper layers.
-
-    Component ``g`` of ``layer`` has ``y = eta_g + Lambda_g s + u`` and its scores are
-    aligned by ``z = A_g s + c_g``; so ``y = (eta_g - Lambda_g A_g^{-1} c_g) +
-    Lambda_g A_g^{-1} z + u``, with ``z`` distributed as the deeper layers say.
-
-    Parameters
-    ----------
-    layer : one-layer DGMMParams (the MFA of this level)
-    frames : per component ``(A, c)``
-    deep : DGMMParams of the layers above, for the aligned scores
-
-    Returns
-    -------
-    DGMMParams with ``1 + deep.n_layers`` layers
-    """
-    eta, lam = [], []
-    for g, (A, c) in enumerate(frames):
-        lu = lu_factor(A, check_finite=False)
-        new_lam = lu_solve(lu, layer.Lambda[0][g].T, trans=1, check_finite=False).T
-        lam.append(new_lam)
-        eta.append(layer.eta[0][g] - new_lam @ c)
-    return DGMMParams(
-        pi=[layer.pi[0], *deep.pi],
-        eta=[np.stack(eta), *deep.eta],
-        Lambda=[np.stack(lam), *deep.Lambda],
-        psi=[layer.psi[0], *deep.psi],
-    )
-
-
-def aligned_loglik(
-    scores: Sequence[Array], frames: Sequence[tuple[Array, Array]], deep: DGMMParams
-) -> float:
-    """Log-likelihood of every component's scores in its own frame: the deeper layers'
-    density of the aligned scores plus ``n_g log|det A_g|`` (change of variables)."""
-    jac = sum(
-        S.shape[0] * float(np.linalg.slogdet(A)[1])
-        for S, (A, _) in zip(scores, frames, strict=True)
-    )
-    return deep.score(apply_frames(scores, frames)) + jac
-
-
 # ---------------------------------------------------------------------- the recursion
 @dataclass(frozen=True)
 class AlignOptions:
@@ -760,7 +298,9 @@ def aligned_init(
         return layer
     labels = hard_labels(Y, layer)
     scores = [
-        subspace_scores(Y[labels == g], layer.eta[0][g], layer.Lambda[0][g], layer.psi[0][g])
+        factor_scores(
+            Y[labels == g], layer.eta[0][g], layer.Lambda[0][g], layer.psi[0][g], prior=False
+        )
         for g in range(G)
     ]
     G2, R2 = int(n_components[1]), int(n_factors[1])

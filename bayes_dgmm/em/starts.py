@@ -74,8 +74,15 @@ def factor_analyser(Y: Array, n_factors: int, total_cov: Array) -> tuple[Array, 
     return mean, Lambda, psi
 
 
-def factor_scores(Y: Array, eta: Array, Lambda: Array, psi: Array) -> Array:
-    """Posterior means ``E[z | y]`` of ``y = eta + Lambda z + u``, ``z ~ N(0, I)``.
+def factor_scores(Y: Array, eta: Array, Lambda: Array, psi: Array, *, prior: bool = True) -> Array:
+    """Scores of the rows of ``Y`` under the factor analyser ``y = eta + Lambda z + u``.
+
+    ``prior=True``: the posterior means ``E[z | y]`` under ``z ~ N(0, I)``,
+    ``(I + Lambda^T Psi^-1 Lambda)^{-1} Lambda^T Psi^-1 (y - eta)``. ``prior=False``: the
+    generalised least-squares (Bartlett) coordinates in the subspace,
+    ``(Lambda^T Psi^-1 Lambda)^{-1} Lambda^T Psi^-1 (y - eta)``, the maximiser of the
+    likelihood of ``z`` free of any prior on it (for the aligned start, where the deeper
+    layers' mixture is that prior and is not known yet).
 
     Parameters
     ----------
@@ -83,11 +90,12 @@ def factor_scores(Y: Array, eta: Array, Lambda: Array, psi: Array) -> Array:
 
     Returns
     -------
-    (n, R) array, ``(I + Lambda^T Psi^-1 Lambda)^{-1} Lambda^T Psi^-1 (y - eta)``
+    (n, R) array
     """
     Lt = Lambda / psi[:, None]
     M = Lambda.T @ Lt
-    M[np.diag_indices_from(M)] += 1.0
+    if prior:
+        M[np.diag_indices_from(M)] += 1.0
     c = cholesky(M, lower=True, check_finite=False)
     return cho_solve((c, True), ((Y - eta) @ Lt).T, check_finite=False).T
 

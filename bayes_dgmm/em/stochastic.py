@@ -1,80 +1,8 @@
 """The study's baseline: the layer-wise stochastic EM of Viroli & McLachlan (2019).
 
-This module restates, as pure numpy functions, one iteration of the algorithm of the CRAN
-package ``deepgmm`` (Viroli & McLachlan; source read: GitHub ``suren-rathnayake/deepgmm``,
-files ``R/deep.sem.alg.2.R`` and ``R/deep.sem.alg.3.R`` (functions ``deep.sem.alg.2``,
-``deep.sem.alg.3``), ``R/compute_lik.R`` (``compute.lik``, ``compute.est``, ``ma``),
-``R/compute_est.R``, ``R/deepgmm.R``, ``R/factanal_para.R`` and
-``R/initial_clustering.R``). The study's own package deepMFA 1.0 ships only as a tarball
-in ``ansubmissions/ICBINB`` whose source could not be read here; its script
-``script-3.3.R`` calls ``deep.mfa(z0, k, r, num.layers, nb.iter, init="random")``, and
-ANCHORS.md records that it shares deepgmm's 3-layer covariance formula.
-
-What one deepgmm iteration does (``deep.sem.alg.3``), and what we do
----------------------------------------------------------------------
-At the start of an iteration deepgmm has the posterior probabilities of every layer's
-components given ``x`` (``ps.y.list``, from ``compute.lik`` on the global GMM at the current
-parameters). Then, for ``l = 1..L``, with ``y`` the layer's input (``x`` for layer 1):
-
-1. For every component ``g`` of layer ``l`` and every sub-path ``s = (g_{l+1}..g_L)`` it
-   computes the Gaussian posterior of ``z^(l)`` given ``y``, ``g`` and ``s``, with prior
-   ``N(mu~_s, Sigma~_s)`` the marginal of ``z^(l)`` on the sub-path (eqs. 7-10):
-   ``chsi = (Sigma~^-1 + Lambda^T Psi^-1 Lambda)^-1``,
-   ``roy = chsi (Sigma~^-1 mu~ + Lambda^T Psi^-1 (y - eta))`` (``ginv`` everywhere).
-2. It draws one ``z ~ N(roy, chsi)`` per observation and per ``(g, s)`` (``rmvnorm``).
-3. It averages over the sub-paths with weights ``p(g_{l+1}|x) ... p(g_L|x)`` (a product of
-   per-layer marginal posteriors): the posterior means ``E[z|y,g]``, the second moments
-   ``E[zz^T|y,g]`` and the draws.
-4. M-step (``compute.est``) for layer ``l`` with observation weights ``p(g_l|x)`` and the
-   posterior *moments* (not the draws): ``Lambda = S_yz S_zz^-1`` and
-   ``psi = diag(S_yy - S_yz Lambda^T)`` with the *old* ``eta`` in the centring, then
-   ``eta = mean(y - Lambda E[z])``; ``pi_g = mean_n p(g|x)``.
-5. The next layer's input is the label-averaged draw
-   ``y' = sum_g p(g_l|x) z_draw[g]``: labels are never drawn, expected labels are used.
-
-After the last layer ``compute.lik`` recomputes the log-likelihood and ``ps.y.list``.
-``stochastic_em_iteration`` follows steps 1, 2 and 5 and the structure of 3-4 (posterior
-moments in the M-step, draws only as the next layer's input, responsibilities from ``x``),
-with these departures:
-
-- **Exact global GMM.** For ``L = 3`` ``compute.lik`` uses the path covariance
-  ``Psi1 + H1 (H2 H2^T + Psi2) H1^T + H1 H2 (H3 H3^T + Psi3) H2^T H1^T``, which has a term
-  ``H1 H2 H2^T H1^T`` that the generative process lacks (ANCHORS.md). Here the
-  responsibilities come from the generative process (eqs. 3-6), computed from the same
-  per-``(g_1, s)`` Woodbury densities as :meth:`DGMMParams.log_prob_paths`. (The
-  per-layer priors in step 1 were right in deepgmm and are :meth:`DGMMParams._marginal`.)
-- **Joint sub-path weights.** Step 3 weights sub-path ``s`` of component ``g`` by the exact
-  conditional ``p(s | x, g_l = g)`` (from the joint path posterior) instead of the product
-  of marginals ``prod_m p(g_m | x)``; the draws in step 5 are weighted by ``p(g, s | x)``.
-- **Exact M-step.** ``(eta, Lambda)`` are solved jointly (regression of ``y`` on
-  ``[E z, 1]`` with the second moments), and ``psi`` is the expected squared residual at the
-  new ``(eta, Lambda)``, summed as squares (no ``S_yy - ...`` cancellation, which matters
-  when ``psi`` is 1e-7 of ``var(x)`` as in layer 1 of the study data). deepgmm's
-  conditional updates (old ``eta`` in ``Lambda`` and ``psi``) have the same fixed points.
-- **Cholesky, not ginv**: posteriors through whitened Woodbury factors
-  (:func:`bayes_dgmm.model.density.lowrank_logpdf`); no explicit inverse.
-- **Floors and empty components.** ``psi >= reg_psi * var(y)`` per coordinate of the layer's
-  input (deepgmm only replaces an exact 0 by machine epsilon and NaN by 1). A component
-  with fewer than ``MIN_COMPONENT_WEIGHT`` expected observations (deepgmm's initialisation
-  also demands 2), or whose update fails or is not finite, keeps its ``eta``, ``Lambda`` and
-  ``psi``; its weight is ``(N_g + 10 eps) / (N + G 10 eps)`` as in scikit-learn.
-- **No draw at the top layer** (deepgmm draws ``z^(L)`` and never uses it), so with one
-  layer the iteration is the deterministic EM of a mixture of factor analysers, as
-  deepgmm's ``deep.sem.alg.1`` is.
-- **One layer count for all L**: deepgmm has separate code for L = 1, 2, 3.
-
-Stopping rule (``deep.sem.alg.2/3``): the likelihood history starts with the value at the
-initial parameters; after iteration ``hh`` (``hh + 1`` values), for ``hh > 5`` deepgmm
-computes ``ratio = (ma[hh+1] - ma[hh]) / |ma[hh]|`` with ``ma`` the trailing 5-point moving
-average (``filter(x, rep(1/5, 5), sides = 1)``) and stops when ``ratio <= eps`` -- also when
-the likelihood falls. For ``hh <= 5`` it sets ``ratio = 2 eps`` and goes on.
-(``deep.sem.alg.1``, one layer, uses the plain relative change instead.)
-
-Initialisation (``deepgmm.R``, ``factanal_para``): per layer, k-means (30 starts) on the
-layer's input (``x`` scaled, then the pooled scores), a factor analysis (``factanal``,
-Bartlett scores) per cluster, weights from the cluster sizes, and the pooled Bartlett scores
-as the next layer's input. :func:`simple_kmeans_init` does the same with scikit-learn's
-KMeans and FactorAnalysis.
+One iteration of the CRAN package ``deepgmm``'s algorithm as pure numpy functions, with the
+exact global GMM for the responsibilities; :func:`stochastic_step` makes it a step of the EM
+loop. Sources read, departures from deepgmm and its stopping rule: ``docs/stochastic-em.md``.
 """
 
 from __future__ import annotations
