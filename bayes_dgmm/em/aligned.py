@@ -19,7 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bayes_dgmm.em.driver import run_em
-from bayes_dgmm.em.exact import e_step, exact_step, path_model
+from bayes_dgmm.em.estep import e_step, path_model
+from bayes_dgmm.em.exact import exact_step
 from bayes_dgmm.em.frames import (
     Registration,
     aligned_loglik,

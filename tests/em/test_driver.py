@@ -10,16 +10,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm import DeepGaussianMixture, DGMMParams
 from bayes_dgmm.em.driver import AITKEN_BLOCK, AITKEN_BLOCKS, aitken_remaining, pack, unpack
-from bayes_dgmm.em.exact import (
-    _frame_value,
-    e_step,
-    exact_step,
-    frame_problem,
-    path_model,
-    path_statistics,
-    solve_frame,
-    transform_statistics,
-)
+from bayes_dgmm.em.estep import e_step, path_model, path_statistics
+from bayes_dgmm.em.exact import exact_step
+from bayes_dgmm.em.expansion import _frame_value, frame_problem, solve_frame, transform_statistics
 
 N_AITKEN = AITKEN_BLOCKS * AITKEN_BLOCK + 1
 

@@ -11,15 +11,9 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayes_dgmm import DeepGaussianMixture, DGMMParams, path_index
+from bayes_dgmm.em.estep import e_step, layer_slices, path_model, path_statistics
 from bayes_dgmm.em.estimator import EXPECTED_FAILED_CHECKS, n_free_parameters, select_architecture
-from bayes_dgmm.em.exact import (
-    e_step,
-    layer_slices,
-    m_step,
-    path_model,
-    path_statistics,
-    rotate_loadings,
-)
+from bayes_dgmm.em.exact import m_step, rotate_loadings
 from bayes_dgmm.em.starts import init_kmeans, init_random
 from bayes_dgmm.experiments.datasets import make_dgmm_data
 
