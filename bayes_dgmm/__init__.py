@@ -9,8 +9,9 @@ Public API::
     from bayes_dgmm.datasets import load_icbinb
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bayes_dgmm._lazy import lazy_getattr
 from bayes_dgmm._version import __version__
 from bayes_dgmm.model.density import GaussianMixtureParams
 from bayes_dgmm.model.params import DGMMParams
@@ -33,14 +34,7 @@ if TYPE_CHECKING:
     from bayes_dgmm.em.estimator import DeepGaussianMixture
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bayes_dgmm' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -7,8 +7,9 @@
 - :mod:`~bayes_dgmm.bayes.io`: save and load fits.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bayes_dgmm._lazy import lazy_getattr
 
 #: The inference methods of ``BayesianDeepGaussianMixture.fit``.
 METHODS = ("map", "advi", "fullrank_advi", "nuts", "nutpie", "smc")
@@ -24,12 +25,7 @@ if TYPE_CHECKING:
     from bayes_dgmm.bayes.model import build_model
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bayes_dgmm.bayes' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["METHODS", "BayesianDeepGaussianMixture", "build_model"]

@@ -7,8 +7,9 @@
 - :mod:`~bayes_dgmm.em.aligned`: the default start (aligned subspaces).
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bayes_dgmm._lazy import lazy_getattr
 
 #: The EM algorithms of ``DeepGaussianMixture(algorithm=...)``: the exact EM on the marginal
 #: likelihood and the study's layer-wise stochastic EM.
@@ -18,7 +19,7 @@ ALGORITHMS = ("exact", "stochastic")
 # scikit-learn.
 _LAZY = {
     "DeepGaussianMixture": "bayes_dgmm.em.estimator",
-    "StartWarning": "bayes_dgmm.em.estimator",
+    "StartWarning": "bayes_dgmm.em.restarts",
     "n_free_parameters": "bayes_dgmm.em.estimator",
     "select_architecture": "bayes_dgmm.em.estimator",
 }
@@ -26,18 +27,13 @@ _LAZY = {
 if TYPE_CHECKING:
     from bayes_dgmm.em.estimator import (
         DeepGaussianMixture,
-        StartWarning,
         n_free_parameters,
         select_architecture,
     )
+    from bayes_dgmm.em.restarts import StartWarning
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bayes_dgmm.em' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -32,20 +32,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from numpy.typing import ArrayLike, NDArray
-from scipy.linalg import LinAlgError
 from scipy.special import xlogy
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from threadpoolctl import threadpool_limits
 
 from bayes_dgmm._validation import RandomLike, as_generator, check_data, check_not_constant
 from bayes_dgmm.em import ALGORITHMS
-from bayes_dgmm.em.aligned import aligned_init
-from bayes_dgmm.em.driver import EMResult, run_em
-from bayes_dgmm.em.exact import CONSTRAINTS, exact_step
+from bayes_dgmm.em.driver import EMResult
+from bayes_dgmm.em.exact import CONSTRAINTS
+from bayes_dgmm.em.restarts import (
+    SCREEN_ITER,
+    SCREEN_MARGIN,
+    SCREEN_MARGIN_PER_ROW,
+    Settings,
+    continue_restart,
+    run_restart,
+    seed_sequences,
+)
 from bayes_dgmm.em.starts import INITIALISERS
-from bayes_dgmm.em.stochastic import stochastic_step
 from bayes_dgmm.model.params import DGMMParams
 from bayes_dgmm.model.spec import validate_architecture
 
@@ -114,148 +120,6 @@ class RestartSummary:
     n_iter: int
     converged: bool
     remaining: float = math.nan
-
-
-@dataclass(frozen=True)
-class _Settings:
-    n_components: tuple[int, ...]
-    n_factors: tuple[int, ...]
-    algorithm: str
-    init: str | DGMMParams
-    max_iter: int
-    tol: float
-    reg_psi: float
-    constraint: str | None
-    stopping: str
-    acceleration: str | None
-    parameter_expansion: bool
-    verbose: int
-
-
-#: With ``n_init > 1`` the exact EM screens its restarts: each runs ``SCREEN_ITER`` iterations,
-#: and only those within ``max(SCREEN_MARGIN, SCREEN_MARGIN_PER_ROW * N)`` nats of the best
-#: run on to convergence, so restarts left in far worse optima cost little while every
-#: close call is decided by converged likelihoods.
-SCREEN_ITER = 100
-SCREEN_MARGIN = 20.0
-SCREEN_MARGIN_PER_ROW = 5e-3
-
-
-class StartWarning(UserWarning):
-    """The requested starting values could not be computed and a simpler start was used."""
-
-
-def _starting_values(X: Array, s: _Settings, rng: np.random.Generator) -> DGMMParams:
-    if isinstance(s.init, DGMMParams):
-        return s.init.copy()
-    if s.init == "aligned":
-        try:
-            return aligned_init(X, s.n_components, s.n_factors, rng)
-        except (LinAlgError, FloatingPointError, ValueError) as exc:
-            # the aligned start fits mixtures inside every component; with few rows per
-            # component their covariances are singular, while k-means partitions still work
-            warnings.warn(
-                f"init='aligned' could not be computed ({type(exc).__name__}: {exc}); this "
-                "restart starts from init='kmeans' instead. With so few rows per component, "
-                "consider fewer components or factors.",
-                StartWarning,
-                stacklevel=2,
-            )
-    try:
-        return INITIALISERS["kmeans" if s.init == "aligned" else s.init](
-            X, s.n_components, s.n_factors, rng
-        )
-    except (LinAlgError, FloatingPointError) as exc:
-        raise ValueError(
-            f"No starting values for n_components={s.n_components}, n_factors={s.n_factors} "
-            f"on X with n_samples={X.shape[0]} ({type(exc).__name__}: {exc}); pass more rows "
-            "or fewer components or factors."
-        ) from exc
-
-
-def _iterate(
-    X: Array,
-    params: DGMMParams,
-    s: _Settings,
-    rng: np.random.Generator,
-    restart: int,
-    max_iter: int,
-    certify: bool = True,
-) -> EMResult:
-    if s.algorithm == "exact":
-        step = exact_step(
-            X, reg_psi=s.reg_psi, constraint=s.constraint, expand=s.parameter_expansion
-        )
-        accelerate = s.acceleration == "anderson" and s.constraint is None
-    else:
-        step = stochastic_step(X, rng, reg_psi=s.reg_psi, constraint=s.constraint)
-        accelerate = False
-    try:
-        return run_em(
-            step,
-            params,
-            n_samples=X.shape[0],
-            max_iter=max_iter,
-            stopping=s.stopping,
-            tol=s.tol,
-            accelerate=accelerate,
-            certify=certify and s.algorithm == "exact",
-            label=f"restart {restart}",
-            verbose=s.verbose,
-        )
-    except FloatingPointError as exc:
-        raise ValueError(
-            f"The EM could not start for n_components={s.n_components}, n_factors="
-            f"{s.n_factors} on X with n_samples={X.shape[0]}: {exc}"
-        ) from exc
-
-
-def _run_restart(
-    X: Array, seed: np.random.SeedSequence, s: _Settings, restart: int, max_iter: int
-) -> EMResult:
-    """One restart: starting values from ``seed``, then up to ``max_iter`` iterations (not
-    certified when they are a screening phase). Runs in a joblib worker."""
-    with threadpool_limits(1):
-        rng = np.random.default_rng(seed)
-        params = _starting_values(X, s, rng)
-        result = _iterate(X, params, s, rng, restart, max_iter, certify=max_iter == s.max_iter)
-    _log_restart(s, restart, result)
-    return result
-
-
-def _continue_restart(X: Array, first: EMResult, s: _Settings, restart: int) -> EMResult:
-    """Run a screened restart on to convergence; its history continues the first phase's."""
-    with threadpool_limits(1):
-        rest = _iterate(
-            X, first.params, s, np.random.default_rng(0), restart, s.max_iter - first.n_iter
-        )
-    rest.log_likelihood = [*first.log_likelihood, *rest.log_likelihood[1:]]
-    rest.n_iter = len(rest.log_likelihood) - 1
-    _log_restart(s, restart, rest)
-    return rest
-
-
-def _log_restart(s: _Settings, restart: int, result: EMResult) -> None:
-    if s.verbose >= 1:
-        logger.info(
-            "restart %d: log-likelihood %.6f after %d iterations (converged: %s)",
-            restart,
-            result.log_likelihood[-1],
-            result.n_iter,
-            result.converged,
-        )
-
-
-def _seed_sequences(random_state: RandomLike, n: int) -> list[np.random.SeedSequence]:
-    """``n`` independent seeds spawned from ``random_state`` (the same for any ``n_jobs``)."""
-    if random_state is None:
-        root = np.random.SeedSequence()
-    elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        as_generator(random_state)  # rejects negative seeds with a clear message
-        root = np.random.SeedSequence(int(random_state))
-    else:
-        root = np.random.SeedSequence(int(as_generator(random_state).integers(2**63)))
-    return root.spawn(n)
 
 
 class DeepGaussianMixture(DensityMixin, BaseEstimator):
@@ -332,8 +196,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         Seeds the restarts: each restart gets a ``SeedSequence`` spawned from it, so results
         do not depend on ``n_jobs``.
     verbose : int, default 0
-        1 logs one line per restart, 2 one per iteration (logger
-        ``bayes_dgmm.em.estimator``, level INFO).
+        1 logs one line per restart, 2 one per iteration (loggers under
+        ``bayes_dgmm.em``, level INFO).
     n_jobs : int or None, default None
         Restarts run in parallel with joblib (BLAS is pinned to one thread in each).
 
@@ -397,7 +261,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
             )
         return arr
 
-    def _check_settings(self, X: Array) -> _Settings:
+    def _check_settings(self, X: Array) -> Settings:
         comps, facts = validate_architecture(self.n_components, self.n_factors, X.shape[1])
         needed = max(2, max(comps))
         if X.shape[0] < needed:
@@ -467,7 +331,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 "stopping='aitken' needs a monotone EM; the stochastic EM's log-likelihood "
                 "is random: use stopping='deepgmm' or 'fixed' with algorithm='stochastic'."
             )
-        return _Settings(
+        return Settings(
             n_components=comps,
             n_factors=facts,
             algorithm=self.algorithm,
@@ -502,11 +366,10 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         -------
         self
         """
-        from joblib import Parallel, delayed
 
         Xa = self._check_input(X)
         settings = self._check_settings(Xa)
-        seeds = _seed_sequences(self.random_state, settings_n_init := int(self.n_init))
+        seeds = seed_sequences(self.random_state, settings_n_init := int(self.n_init))
         screen = (
             settings.algorithm == "exact"
             and settings_n_init > 1
@@ -515,14 +378,14 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         )
         first_iter = SCREEN_ITER if screen else settings.max_iter
         results: list[EMResult] = Parallel(n_jobs=self.n_jobs)(
-            delayed(_run_restart)(Xa, seed, settings, k, first_iter) for k, seed in enumerate(seeds)
+            delayed(run_restart)(Xa, seed, settings, k, first_iter) for k, seed in enumerate(seeds)
         )
         if screen:
             finals = np.array([r.log_likelihood[-1] for r in results])
             margin = max(SCREEN_MARGIN, SCREEN_MARGIN_PER_ROW * Xa.shape[0])
             keep = [k for k in range(len(results)) if finals[k] >= finals.max() - margin]
             continued: list[EMResult] = Parallel(n_jobs=self.n_jobs)(
-                delayed(_continue_restart)(Xa, results[k], settings, k) for k in keep
+                delayed(continue_restart)(Xa, results[k], settings, k) for k in keep
             )
             for k, r in zip(keep, continued, strict=True):
                 results[k] = r
@@ -544,7 +407,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         self._warn(result, settings, settings_n_init, Xa.shape[0])
         return self
 
-    def _warn(self, result: EMResult, s: _Settings, n_init: int, n_samples: int) -> None:
+    def _warn(self, result: EMResult, s: Settings, n_init: int, n_samples: int) -> None:
         if result.failure is not None:
             warnings.warn(
                 f"EM stopped early because {result.failure}; the parameters of the previous "

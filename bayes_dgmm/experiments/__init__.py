@@ -10,8 +10,9 @@
   reports; :mod:`~bayes_dgmm.experiments.cli`: the ``bayes-dgmm`` command.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bayes_dgmm._lazy import lazy_getattr
 
 # Imported on first use so that the command line's start-up stays light (no scikit-learn).
 _LAZY = {
@@ -27,12 +28,7 @@ if TYPE_CHECKING:
     from bayes_dgmm.experiments.study import ExperimentSettings, run_section32, run_section33
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bayes_dgmm.experiments' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["ExperimentSettings", "RunStore", "run_all", "run_section32", "run_section33"]

@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
+import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,15 +28,30 @@ import numpy as np
 
 from bayes_dgmm._io import atomic_write, atomic_write_text
 from bayes_dgmm._version import __version__
+from bayes_dgmm.experiments.cli_io import Progress, check_out, read_data
+from bayes_dgmm.experiments.datasets import icbinb_like_params, load_icbinb
+from bayes_dgmm.experiments.methods import (
+    DEFAULT_BUDGET,
+    DEFAULT_METHODS,
+    METHODS,
+    QUICK_BUDGET,
+    check_budget,
+    run_method,
+)
+from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.simulate import simulate
+from bayes_dgmm.model.spec import load_spec
 
 log = logging.getLogger("bayes_dgmm")
+
+# The commands import what needs scikit-learn, PyMC, ArviZ or matplotlib when they run, so
+# that the start-up (and a Ctrl-C during it) stays fast.
 
 
 def _truth(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
-    from bayes_dgmm.experiments.datasets import load_icbinb
 
-    _check_out(args, ["truth.json"])
+    check_out(args, ["truth.json"])
     data = load_icbinb()
     params = data.params
     loglik = params.score(data.X)
@@ -68,12 +84,8 @@ def _truth(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _simulate(args: argparse.Namespace) -> dict[str, Any]:
-    from bayes_dgmm.experiments.datasets import icbinb_like_params
-    from bayes_dgmm.model.params import DGMMParams
-    from bayes_dgmm.model.simulate import simulate
-    from bayes_dgmm.model.spec import load_spec
 
-    _check_out(args, ["X.csv", "labels.csv", "params.json"])
+    check_out(args, ["X.csv", "labels.csv", "params.json"])
     spec = load_spec(args.spec)
     fixed = 17 if spec.name == "icbinb-sec3" else spec.n_features
     if args.n_features is not None and fixed is not None and args.n_features != fixed:
@@ -105,204 +117,12 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(out)}
 
 
-#: Cells read as missing values (compared without case and surrounding spaces).
-MISSING = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none", "?", "-", "--", "."})
-
-
-def _number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def load_csv(path: Path, *, name: str = "--data") -> np.ndarray:
-    """Read a numeric CSV with clear errors naming ``name``, rows and columns counted from 1.
-
-    The first row is a header when every one of its cells is text (not a number and not a
-    missing-value marker); otherwise it is data. A UTF-8 byte-order mark is ignored. Missing
-    cells (empty, NA, ...) and cells that are not numbers are refused wherever they are.
-    """
-    import csv
-
-    from bayes_dgmm._validation import check_data
-
-    path = Path(path)
-    where = f"{name}={str(path)!r}"
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: no such file; give the path of a CSV file.")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            lines = [(i, r) for i, r in enumerate(csv.reader(fh), start=1) if r]
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 CSV."
-        ) from None
-    except csv.Error as exc:
-        raise ValueError(f"{where} is not a readable CSV ({exc}).") from None
-    if not lines:
-        raise ValueError(f"{where} is empty; give a CSV with one row per observation.")
-    first = lines[0][1]
-    header = all(not _number(c) and c.strip().lower() not in MISSING for c in first)
-    rows = lines[1:] if header else lines
-    if not rows:
-        raise ValueError(f"{where} has a header row but no data rows.")
-    width = len(rows[0][1])
-    for r, (line, cells) in enumerate(rows, start=1):
-        if len(cells) != width:
-            raise ValueError(
-                f"{where}: row {r} (line {line} of the file) has {len(cells)} cells but row 1 "
-                f"has {width}; every row needs the same number of cells."
-            )
-        for j, cell in enumerate(cells, start=1):
-            if _number(cell):
-                continue
-            if cell.strip().lower() in MISSING:
-                raise ValueError(
-                    f"{where}: row {r} (line {line} of the file), column {j} is missing "
-                    f"({cell!r}); drop or impute missing values first."
-                )
-            raise ValueError(
-                f"{where}: cell {cell!r} at row {r} (line {line} of the file), column {j} is "
-                "not a number; clean the file (only numbers, one header row at most)."
-            )
-    values = np.array([cells for _, cells in rows], dtype=float)
-    return check_data(values, name=where)
-
-
-def _labels(path: Path, X: np.ndarray, spec: Any) -> np.ndarray:
-    """--labels as 0-based (N, L) ints, checked against --data and the spec."""
-    lab = load_csv(path, name="--labels")
-    where = f"--labels={str(path)!r}"
-    frac = np.flatnonzero((lab != np.round(lab)).ravel())
-    if frac.size:
-        r, c = divmod(int(frac[0]), lab.shape[1])
-        raise ValueError(
-            f"{where}: row {r + 1}, column {c + 1} holds {float(lab[r, c])!r}, not a whole number; "
-            "labels are component numbers."
-        )
-    if lab.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"{where} has {lab.shape[0]} rows but --data has {X.shape[0]}; give one label "
-            "row per observation."
-        )
-    labels = lab.astype(np.intp)
-    # a labels.csv written by `bayes-dgmm simulate` has 1-based layer columns and a path
-    if labels.shape[1] == spec.n_layers + 1:
-        labels = labels[:, : spec.n_layers]
-    if labels.shape[1] != spec.n_layers:
-        raise ValueError(
-            f"{where} has {labels.shape[1]} columns; expected one per layer ({spec.n_layers})."
-        )
-    base = 1 if labels.min() == 1 else 0
-    labels = labels - base
-    for l, G in enumerate(spec.n_components):
-        bad = np.flatnonzero((labels[:, l] < 0) | (labels[:, l] >= G))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"{where}: row {i + 1}, column {l + 1} holds {int(labels[i, l]) + base}, out of "
-                f"range for layer {l + 1} of spec {spec.name!r}, which has {G} components: use "
-                f"0..{G - 1} (or 1..{G} in every column)."
-            )
-    return labels
-
-
-def _data(args: argparse.Namespace, *, fitting: bool = True) -> tuple[Any, Any, Any]:
-    """(X, labels or None, spec) from --data/--labels/--spec, default the study data set.
-
-    ``fitting``: also refuse data that cannot be fitted (constant columns, extreme scales).
-    """
-    from bayes_dgmm._validation import check_not_constant
-    from bayes_dgmm.model.spec import load_spec
-
-    if getattr(args, "data", None) is None:
-        if getattr(args, "labels", None) is not None:
-            raise ValueError(
-                "--labels needs --data: labels belong to a data set; give --data with them, "
-                "or drop --labels to use the study data set and its labels."
-            )
-        from bayes_dgmm.experiments.datasets import load_icbinb
-
-        d = load_icbinb()
-        spec = load_spec(args.spec) if args.spec else d.spec
-        return d.X, d.labels, spec
-    if not args.spec:
-        raise ValueError("--spec is required with --data: name a spec of models/ or a TOML file.")
-    X = load_csv(args.data)
-    if fitting:
-        check_not_constant(X, name=f"--data={str(args.data)!r}")
-    spec = load_spec(args.spec)
-    spec.check_n_features(X.shape[1])
-    labels = None
-    if getattr(args, "labels", None) is not None:
-        labels = _labels(args.labels, X, spec)
-    min_rows = 2 * spec.n_paths
-    if X.shape[0] < min_rows:
-        raise ValueError(
-            f"--data has {X.shape[0]} rows, too few for {spec.n_paths} paths; give at least "
-            f"{min_rows} rows or a smaller architecture."
-        )
-    return X, labels, spec
-
-
-def _check_out(args: argparse.Namespace, files: Sequence[str]) -> Path | None:
-    """Check before any work that --out is (or can be made) a writable folder for ``files``."""
-    if getattr(args, "out", None) is None:
-        return None
-    out = Path(args.out)
-    where = f"--out={str(out)!r}"
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{where} is a file, not a folder; give a folder for the results.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(
-            f"{where} cannot be created ({exc.strerror}); give a folder you can write to."
-        ) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"{where} is not writable; give a folder you can write to.")
-    for name in files:
-        target = out / name
-        if target.is_dir():
-            raise ValueError(
-                f"{where}: {name} there is a folder, but this command writes a file of that "
-                "name; remove it or choose another --out."
-            )
-    return out
-
-
-class _Progress:
-    """A rich progress bar fed by (finished, total) callbacks; silent with --quiet."""
-
-    def __init__(self, description: str, quiet: bool) -> None:
-        self.quiet, self.description = quiet, description
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __call__(self, finished: int, total: int) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=False)
-            self.bar.start()
-            self.task = self.bar.add_task(self.description, total=total)
-        self.bar.update(self.task, completed=finished, total=total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _reproduce(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.experiments.reproduce import reproduce
     from bayes_dgmm.experiments.study import ExperimentSettings
 
-    _check_out(args, ["report.md", "summary.json"])
-    X, labels, spec = _data(args)
+    check_out(args, ["report.md", "summary.json"])
+    X, labels, spec = read_data(args)
     if args.quick:
         settings = ExperimentSettings(
             n_runs=3,
@@ -330,7 +150,7 @@ def _reproduce(args: argparse.Namespace) -> dict[str, Any]:
             n_jobs=args.n_jobs,
             seed=args.seed,
         )
-    progress = _Progress("runs", args.quiet)
+    progress = Progress("runs", args.quiet)
     try:
         result = reproduce(
             X,
@@ -350,7 +170,6 @@ def _reproduce(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _budget(args: argparse.Namespace) -> dict[str, Any]:
-    from bayes_dgmm.experiments.methods import DEFAULT_BUDGET, QUICK_BUDGET, check_budget
 
     budget = dict(QUICK_BUDGET if args.quick else DEFAULT_BUDGET)
     for item in args.budget or []:
@@ -376,10 +195,10 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.experiments.compare import compare_methods
     from bayes_dgmm.experiments.report import markdown_table
 
-    _check_out(args, ["comparison.csv", "comparison.png", "report.md"])
+    check_out(args, ["comparison.csv", "comparison.png", "report.md"])
     budget = _budget(args)
-    X, labels, spec = _data(args)
-    progress = _Progress("methods", args.quiet)
+    X, labels, spec = read_data(args)
+    progress = Progress("methods", args.quiet)
     try:
         rows = compare_methods(
             X,
@@ -426,7 +245,6 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
 
 def _fit(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.experiments.compare import plot_comparison, summarise
-    from bayes_dgmm.experiments.methods import run_method
     from bayes_dgmm.experiments.report import (
         Report,
         markdown_table,
@@ -438,9 +256,9 @@ def _fit(args: argparse.Namespace) -> dict[str, Any]:
     files = ["params.json", "labels.csv", "fit.json", "fit.png", "report.md"]
     if args.method not in ("stochastic", "exact", "gmm"):
         files.append("fit.nc")
-    _check_out(args, files)
+    check_out(args, files)
     budget = _budget(args)
-    X, labels, spec = _data(args)
+    X, labels, spec = read_data(args)
     result = run_method(
         args.method,
         X,
@@ -480,8 +298,8 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.experiments import plots
     from bayes_dgmm.experiments.report import Report, markdown_table, save_figure, write_json
 
-    _check_out(args, ["report.md", "diagnostics.json"])
-    X, labels, _ = _data(args, fitting=False)
+    check_out(args, ["report.md", "diagnostics.json"])
+    X, labels, _ = read_data(args, fitting=False)
     est = BayesianDeepGaussianMixture.load(args.fit)
     verdict = describe_fit(est.idata_, X, reference_labels=labels)
     rel = relabel_posterior(est.idata_)
@@ -613,8 +431,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar, no printed tables")
     p.set_defaults(func=_reproduce)
 
-    from bayes_dgmm.experiments.methods import DEFAULT_METHODS, METHODS
-
     p = sub.add_parser(
         "compare",
         help="every inference method on one data set (the main job)",
@@ -695,8 +511,6 @@ _NOISY_LIBRARIES = ("pytensor", "pymc", "arviz", "nutpie", "h5netcdf", "xarray",
 
 def _quiet_libraries() -> None:
     """--quiet: no warnings or log lines from the libraries below the package."""
-    import warnings
-
     for name in _NOISY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
@@ -708,8 +522,6 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bayes-dgmm``; returns the exit status."""
-    import signal
-
     command = "bayes-dgmm"
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)

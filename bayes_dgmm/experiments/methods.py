@@ -31,6 +31,9 @@ from bayes_dgmm.model.spec import DGMMSpec
 
 Array = NDArray[np.float64]
 
+# The estimators (scikit-learn, PyMC) are imported by the functions that fit them: the
+# command line reads the method names and budgets here at start-up.
+
 #: The EM methods, the study's stochastic EM first as in its tables.
 EM_METHODS = ALGORITHMS[::-1]
 METHODS = (*EM_METHODS, "gmm", *BAYES_METHODS)

@@ -131,7 +131,7 @@ def small(tmp_path):
     ],
 )
 def test_csv_header_is_a_row_of_text(tmp_path, content, rows):
-    from bayes_dgmm.experiments.cli import load_csv
+    from bayes_dgmm.experiments.cli_io import load_csv
 
     path = tmp_path / "X.csv"
     path.write_text(content, encoding="utf-8")
@@ -152,7 +152,7 @@ def test_csv_header_is_a_row_of_text(tmp_path, content, rows):
     ],
 )
 def test_csv_missing_cells_refused_wherever_they_are(tmp_path, content, match):
-    from bayes_dgmm.experiments.cli import load_csv
+    from bayes_dgmm.experiments.cli_io import load_csv
 
     path = tmp_path / "X.csv"
     path.write_text(content)
@@ -161,7 +161,7 @@ def test_csv_missing_cells_refused_wherever_they_are(tmp_path, content, match):
 
 
 def test_csv_not_utf8_is_one_clean_line(tmp_path):
-    from bayes_dgmm.experiments.cli import load_csv
+    from bayes_dgmm.experiments.cli_io import load_csv
 
     path = tmp_path / "X.csv"
     path.write_bytes("größe,b\n1,2\n".encode("latin-1"))

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bayes_dgmm import DeepGaussianMixture
-from bayes_dgmm.experiments.cli import load_csv
+from bayes_dgmm.experiments.cli_io import load_csv
 
 CLEAN = (ValueError, TypeError, FileNotFoundError)
 

@@ -221,7 +221,7 @@ def test_aligned_start_falls_back_to_kmeans_with_a_warning_on_real_data():
     from sklearn.datasets import load_wine
     from sklearn.preprocessing import StandardScaler
 
-    from bayes_dgmm.em.estimator import StartWarning
+    from bayes_dgmm.em.restarts import StartWarning
 
     X = StandardScaler().fit_transform(load_wine().data)
     est = DeepGaussianMixture((3, 1), n_factors=(3, 2), random_state=4)
