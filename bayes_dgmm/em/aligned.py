@@ -186,7 +186,8 @@ def fit_mfa(
         params, history = run_exact_em(Y, start, max_iter=screen_iter, tol=tol)
         if best is None or history[-1] > best[1]:
             best = (params, history[-1])
-    assert best is not None
+    if best is None:
+        raise ValueError(f"n_init={n_init}: fit_mfa needs at least one start.")
     params, history = run_exact_em(Y, best[0], max_iter=max_iter, tol=tol)
     return params, history[-1]
 

@@ -1,24 +1,8 @@
-"""Exact EM for the DGMM: E-step moments and closed-form M-step, as pure array functions.
+"""Exact EM for the DGMM: closed-form M-step, identifiability rotations and the EM step.
 
-Given a path ``p = (g_1, ..., g_L)`` the scores ``Z = (z^(1), ..., z^(L))`` (stacked, dimension
-``D = R_1 + ... + R_L``) and ``x`` are jointly Gaussian: ``z^(L) ~ N(0, I)`` and
-``z^(l-1) = eta^(l) + Lambda^(l) z^(l) + u^(l)`` (the generative process behind eqs. 3-6).
-The prior of ``Z`` depends only on the sub-path ``(g_2, ..., g_L)``; ``x`` depends on ``Z``
-through ``z^(1)`` only. Writing ``z^(1) = m_1 + C_1 f`` with ``C_1 C_1^T`` the prior covariance
-of ``z^(1)`` and ``f ~ N(0, I)``, the posterior of ``Z`` given ``x`` and the path is
-
-    E[Z | x]   = m + A b(x),                 A = Cov(Z, z^(1)) C_1^{-T}    (D, R_1)
-    Cov(Z | x) = (S - A A^T) + A M^{-1} A^T,  M = I + W^T Psi_1^{-1} W,  W = Lambda^(1) C_1
-
-where ``b(x) = M^{-1} W^T Psi_1^{-1} (x - mu_p)`` is the posterior mean of ``f`` (the ``b`` of
-:func:`bayes_dgmm.model.density.lowrank_logpdf`). The posterior mean is *linear in x* and the
-posterior covariance does not depend on ``x``, so every expected sufficient statistic of every
-layer is a linear map of the per-path weighted mean and scatter matrix of ``x``: an iteration
-costs about one E-step and one M-step of a full-covariance GMM with ``P`` components.
-
-The M-step regresses ``z^(l-1)`` on ``[1, z^(l)]`` per layer and component (``z^(0) = x``),
-with the regressor centred at its weighted mean (the raw Gram matrix is ill-conditioned when
-``|E z| >> sd(z)``) and Cholesky solves.
+The E-step statistics come from :mod:`bayes_dgmm.em.estep` (the posterior of the scores is
+linear in ``x``), the parameter expansion from :mod:`bayes_dgmm.em.expansion`; the algebra is
+in ``docs/exact-em.md``.
 """
 
 from __future__ import annotations

@@ -186,7 +186,11 @@ def register_moments(
         if np.isfinite(res.fun) and (best is None or res.fun < best[2]):
             A, c = _unpack_affine(res.x, R)
             best = (A.copy(), c.copy(), float(res.fun))
-    assert best is not None
+    if best is None:
+        raise FloatingPointError(
+            f"registering a frame: no start of L-BFGS (of {len(starts)}) reached a finite "
+            "objective; the sub-clusters' moments are degenerate."
+        )
     return best[0], best[1], best[2] / max(float(moving.n.sum()), 1.0)
 
 
