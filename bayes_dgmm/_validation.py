@@ -150,3 +150,34 @@ def check_layer(layer: Any, n_layers: int, *, allow_zero: bool = False) -> int:
             "(layer 1 is next to the data)."
         )
     return int(layer)
+
+
+def check_count(value: Any, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum``, or raise naming ``name`` and the range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} is not an integer; give an int >= {minimum}.")
+    if int(value) < minimum:
+        raise ValueError(f"{name}={value} is out of range; give an int >= {minimum}.")
+    return int(value)
+
+
+#: Keyword arguments of the Bayesian methods that count something, and their least value.
+METHOD_COUNTS = {"n": 1, "draws": 1, "tune": 0, "chains": 1, "cores": 1}
+
+
+def check_method_kwargs(method: str, kwargs: dict[str, Any]) -> None:
+    """Range-check the counting keywords (``n``, ``draws``, ``tune``, ``chains``, ``cores``)
+    passed to a Bayesian ``method`` before any model is compiled or sampled."""
+    for key, minimum in METHOD_COUNTS.items():
+        if key in kwargs:
+            check_count(kwargs[key], f"{key} (for method={method!r})", minimum)
+
+
+def check_seed(seed: Any, name: str = "random_seed") -> None:
+    """``seed`` must be None or an int in 0..2**32-1 (what PyMC and nutpie accept)."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name}={seed!r} is not a seed; give None or an int in 0..2**32-1.")
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"{name}={seed} is out of range; give None or an int in 0..2**32-1.")

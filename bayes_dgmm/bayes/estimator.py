@@ -39,7 +39,12 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
-from bayes_dgmm._validation import check_data, check_not_constant
+from bayes_dgmm._validation import (
+    check_data,
+    check_method_kwargs,
+    check_not_constant,
+    check_seed,
+)
 from bayes_dgmm.bayes import METHODS
 from bayes_dgmm.bayes.backends.nutpie import compile_nutpie_model, sample_nutpie
 from bayes_dgmm.bayes.backends.pymc import run_pymc
@@ -187,6 +192,10 @@ class BayesianDeepGaussianMixture:
             Passed to the PyMC function (e.g. ``draws``, ``tune``, ``chains`` for NUTS).
         """
         check_method(method)
+        check_method_kwargs(method, method_kwargs)
+        check_seed(self.random_seed)
+        if not isinstance(self.progressbar, bool):
+            raise TypeError(f"progressbar={self.progressbar!r} is not a bool; give True or False.")
         check_constraint(self.constraint)
         Xa = check_data(X, min_samples=2)
         check_not_constant(Xa)

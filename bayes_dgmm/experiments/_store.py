@@ -106,16 +106,17 @@ class RunStore:
         return sorted(p.stem for p in self.runs.glob("*.json"))
 
 
-def _run_and_save(
-    store: RunStore, key: str, fn: Callable[..., Mapping[str, Any]], kwargs: Mapping[str, Any]
-) -> str:
+def _run_one(
+    key: str, fn: Callable[..., Mapping[str, Any]], kwargs: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """One run in a worker. It returns its result and the parent writes it, so a worker
+    left behind by a killed parent never writes into the store."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
         result = dict(fn(**kwargs))
     result.setdefault("key", key)
-    store.save(key, result)
-    return key
+    return key, result
 
 
 def run_all(
@@ -151,8 +152,9 @@ def run_all(
     if progress is not None:
         progress(finished, total)
     if todo:
-        jobs = (delayed(_run_and_save)(store, k, fn, kw) for k, kw in todo)
-        for _ in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+        jobs = (delayed(_run_one)(k, fn, kw) for k, kw in todo)
+        for key, result in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+            store.save(key, result)  # each finished run on disk at once
             finished += 1
             if progress is not None:
                 progress(finished, total)

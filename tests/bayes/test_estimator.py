@@ -215,6 +215,46 @@ def test_unknown_constraint(data):
         est.fit(X, method="nuts")
 
 
+@pytest.mark.parametrize(
+    ("method", "kwargs", "error", "match"),
+    [
+        (
+            "advi",
+            {"n": 0},
+            ValueError,
+            r"n \(for method='advi'\)=0 is out of range; give an int >= 1",
+        ),
+        ("advi", {"n": -1}, ValueError, r"n \(for method='advi'\)=-1 is out of range"),
+        ("advi", {"draws": 2.5}, TypeError, r"draws \(for method='advi'\)=2.5 is not an integer"),
+        ("nuts", {"tune": -5}, ValueError, r"tune \(for method='nuts'\)=-5 .* int >= 0"),
+        ("nuts", {"chains": 0}, ValueError, r"chains \(for method='nuts'\)=0"),
+        ("nutpie", {"draws": True}, TypeError, r"draws \(for method='nutpie'\)=True"),
+        ("smc", {"cores": 0}, ValueError, r"cores \(for method='smc'\)=0"),
+    ],
+)
+def test_method_counts_are_checked_before_any_work(data, method, kwargs, error, match):
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, progressbar=False)
+    with pytest.raises(error, match=match):
+        est.fit(data[1], method=method, **kwargs)
+    assert not hasattr(est, "model_")  # refused before the model was built
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"random_seed": "a"}, TypeError, r"random_seed='a' is not a seed"),
+        ({"random_seed": -1}, ValueError, r"random_seed=-1 is out of range"),
+        ({"random_seed": 2**32}, ValueError, r"random_seed=4294967296 is out of range"),
+        ({"progressbar": "x"}, TypeError, r"progressbar='x' is not a bool"),
+    ],
+)
+def test_estimator_settings_are_checked_before_any_work(data, kwargs, error, match):
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, **{"progressbar": False, **kwargs})
+    with pytest.raises(error, match=match):
+        est.fit(data[1], method="advi", n=1)
+    assert not hasattr(est, "model_")
+
+
 def test_not_fitted():
     with pytest.raises(RuntimeError, match=r"not fitted yet"):
         BayesianDeepGaussianMixture(COMPS, FACTS).predict(np.zeros((2, J)))

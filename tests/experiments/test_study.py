@@ -38,6 +38,36 @@ def test_run_store_resumes_and_skips(tmp_path):
         store.load("bad")
 
 
+def _slow_square(x):
+    time.sleep(0.5 + 0.5 * x)
+    return {"value": x * x}
+
+
+_KILLED_PARENT = """
+import sys
+from bayes_dgmm.experiments._store import RunStore, run_all
+from tests.experiments.test_study import _slow_square
+run_all(RunStore(sys.argv[1]), [(f"k{i}", {"x": i}) for i in range(6)], _slow_square, n_jobs=2)
+"""
+
+
+def test_workers_of_a_killed_parent_write_nothing(tmp_path):
+    # The parent writes every result; its workers only compute. Killed after its first
+    # finished run, nothing more appears in the store, although two workers were busy.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT, str(tmp_path)], cwd=root)
+    runs = tmp_path / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (runs.is_dir() and any(runs.glob("*.json"))):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = sorted(p.name for p in runs.glob("*.json"))
+    assert 1 <= len(written) < 6
+    time.sleep(4.0)  # the busy workers' runs (<= 3.5 s each) finish meanwhile
+    assert sorted(p.name for p in runs.glob("*.json")) == written
+
+
 def test_a_run_of_other_inputs_is_recomputed_not_reused(tmp_path):
     store = RunStore(tmp_path)
     X = np.arange(6.0).reshape(3, 2)
