@@ -11,6 +11,11 @@ from numpy.typing import NDArray
 RandomLike = int | np.integer | np.random.Generator | np.random.RandomState | None
 
 
+class BudgetError(ValueError):
+    """A method cannot run with the budget it was given (e.g. SMC with fewer particles than
+    parameters); the comparison reports such a method as not run instead of failing."""
+
+
 def as_generator(random_state: RandomLike, name: str = "random_state") -> np.random.Generator:
     """Turn ``random_state`` (None, int, Generator or legacy RandomState) into a Generator.
 

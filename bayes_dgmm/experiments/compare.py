@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from bayes_dgmm._io import atomic_write
+from bayes_dgmm._validation import BudgetError
 from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
 from bayes_dgmm.diagnostics.modes import mode_census
 from bayes_dgmm.experiments._store import RunStore, inputs_digest
@@ -143,7 +144,7 @@ def compare_methods(
                     n_jobs=n_jobs,
                     progressbar=progressbar,
                 )
-            except ValueError as exc:
+            except BudgetError as exc:
                 # A budget this method cannot run with (e.g. SMC with fewer particles than
                 # parameters): say so in the table and go on; not stored, so a rerun with a
                 # larger budget runs it.

@@ -94,6 +94,19 @@ def test_method_the_budget_cannot_run_is_reported_not_fatal(tiny, tmp_path):
     assert not list((tmp_path / "runs").glob("compare-smc*"))  # a rerun will try again
 
 
+def test_a_failing_method_is_an_error_not_a_skipped_row(tiny, tmp_path, monkeypatch):
+    # Only a budget the method cannot run with becomes a "not run" row; any other failure
+    # reaches the caller instead of being filed as skipped.
+    import bayes_dgmm.experiments.compare as compare_module
+
+    def broken(method, *args, **kwargs):
+        raise ValueError("the covariance update failed")
+
+    monkeypatch.setattr(compare_module, "run_method", broken)
+    with pytest.raises(ValueError, match="the covariance update failed"):
+        compare_methods(tiny.X, SPEC, tmp_path, methods=["gmm"], budget=BUDGET, n_jobs=1)
+
+
 def test_run_method_errors(tiny):
     with pytest.raises(ValueError, match="method='vb' is not one of"):
         run_method("vb", tiny.X, SPEC)

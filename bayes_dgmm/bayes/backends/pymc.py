@@ -10,7 +10,7 @@ import xarray as xr
 from numpy.typing import NDArray
 from pymc.initial_point import make_initial_point_fn
 
-from bayes_dgmm._validation import RandomLike
+from bayes_dgmm._validation import BudgetError, RandomLike
 from bayes_dgmm.bayes.backends.nutpie import n_free_variables
 from bayes_dgmm.bayes.model import compile_mode
 
@@ -69,7 +69,7 @@ def run_pymc(
     n_free = n_free_variables(model)
     draws = int(kw.get("draws", 2000))
     if draws <= n_free:
-        raise ValueError(
+        raise BudgetError(
             f"method='smc' with draws={draws} particles, but the model has {n_free} free "
             "parameters: PyMC's SMC kernels fit a proposal covariance to the particles, "
             f"which is singular with fewer particles than parameters; use draws > {n_free} "
