@@ -46,11 +46,13 @@ PROBE_WINDOW = 20
 @dataclass(frozen=True)
 class StepOutput:
     """What one EM step returns: the new parameters, the log-likelihood of the *input*
-    parameters (a by-product of the E-step) and the components left empty."""
+    parameters (a by-product of the E-step), the components left empty and those whose
+    update could not be computed (singular); both kept their previous parameters."""
 
     params: DGMMParams
     log_likelihood: float
     empty: tuple[tuple[int, int], ...] = ()
+    singular: tuple[tuple[int, int], ...] = ()
 
 
 Step = Callable[[DGMMParams], StepOutput]
@@ -69,6 +71,7 @@ class EMResult:
     remaining : Aitken's estimate of the log-likelihood still to gain, in nats (``inf`` when
         the gains do not shrink; ``nan`` when not measured)
     empty : (layer, component) pairs left empty by the last step
+    singular : (layer, component) pairs whose update the last step could not compute
     failure : why the run stopped early, or None
     """
 
@@ -78,6 +81,7 @@ class EMResult:
     converged: bool
     remaining: float = math.nan
     empty: list[tuple[int, int]] = field(default_factory=list)
+    singular: list[tuple[int, int]] = field(default_factory=list)
     failure: str | None = None
 
 
@@ -359,6 +363,7 @@ def run_em(
         converged=converged,
         remaining=remaining,
         empty=list(state.out.empty),
+        singular=list(state.out.singular),
         failure=failure,
     )
 

@@ -443,6 +443,16 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        if result.singular:
+            where = ", ".join(f"layer {l} component {g}" for l, g in result.singular)
+            warnings.warn(
+                f"Singular components ({where}): the second-moment matrix of their latent "
+                "scores is not positive definite, so their M-step update could not be computed "
+                "and they kept their previous parameters. Reduce n_factors for that layer, or "
+                "try more restarts (n_init).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     def fit_predict(self, X: ArrayLike, y: Any = None) -> NDArray[np.intp]:
         """Fit, then label ``X`` by its most probable path: the same as ``fit(X).predict(X)``."""

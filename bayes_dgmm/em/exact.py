@@ -63,26 +63,29 @@ def variance_floor(var: Array, reg_psi: float) -> Array:
 
 def m_step(
     stats: PathStatistics, params: DGMMParams, reg_psi: float, var_x: Array
-) -> tuple[DGMMParams, list[tuple[int, int]]]:
+) -> tuple[DGMMParams, list[tuple[int, int]], list[tuple[int, int]]]:
     """Closed-form maximisation of the expected complete log-likelihood.
 
     The expected complete log-likelihood separates into one term per layer and component
     (the regressions) plus the weights, each maximised exactly, so the log-likelihood never
-    decreases. A component with expected count below ``EMPTY_FRACTION * N`` (or a
-    non-positive-definite regressor moment) keeps its previous parameters, which keeps the
-    step monotone. The noise variances are floored at ``reg_psi`` times the variance of
-    ``z^(l-1)`` (of ``x``, ``var_x``, in layer 1).
+    decreases. A component with expected count below ``EMPTY_FRACTION * N`` (empty), or
+    whose regressor moment is not positive definite (singular), keeps its previous
+    parameters, which keeps the step monotone. The noise variances are floored at
+    ``reg_psi`` times the variance of ``z^(l-1)`` (of ``x``, ``var_x``, in layer 1).
 
     Returns
     -------
     params : the new parameters
     empty : list of (layer, component) pairs (1-based layer, 0-based component) that kept
-        their previous parameters
+        their previous parameters because they hold (almost) no observation
+    singular : the same for components whose update could not be computed (their scores'
+        second-moment matrix is singular)
     """
     N = float(stats.n.sum())
     table = params.paths
     pi, eta, Lambda, psi = [], [], [], []
     empty: list[tuple[int, int]] = []
+    singular: list[tuple[int, int]] = []
     for l in range(1, params.n_layers + 1):
         G = params.n_components[l - 1]
         rs = layer_statistics(stats, params.n_factors, l, table[:, l - 1], G)
@@ -103,14 +106,14 @@ def m_step(
                     rs.n[g], rs.ybar[g], rs.wbar[g], rs.cyy[g], rs.cyw[g], rs.cww[g], floor
                 )
             except LinAlgError:
-                empty.append((l, g))
+                singular.append((l, g))
         tiny = np.finfo(np.float64).tiny
         w = np.maximum(rs.n, tiny * N)
         pi.append(w / w.sum())
         eta.append(eta_l)
         Lambda.append(lam_l)
         psi.append(psi_l)
-    return DGMMParams(pi=pi, eta=eta, Lambda=Lambda, psi=psi), empty
+    return DGMMParams(pi=pi, eta=eta, Lambda=Lambda, psi=psi), empty, singular
 
 
 # ---------------------------------------------------------------------- identifiability
@@ -170,21 +173,21 @@ def expanded_m_step(
     var_x: Array,
     *,
     cycles: int = 3,
-) -> tuple[DGMMParams, list[tuple[int, int]]]:
+) -> tuple[DGMMParams, list[tuple[int, int]], list[tuple[int, int]]]:
     """The M-step of parameter-expanded EM: ``cycles`` rounds of the closed-form M-step
     (:func:`m_step`) and the frame CM-step (:func:`frame_maps`, :func:`reduce_frames`) on
     the same E-step statistics, carried into each new parametrisation by
     :func:`transform_statistics`. Every round increases the expected complete-data
     log-likelihood of the expanded model, so the log-likelihood never decreases."""
-    new, empty = m_step(stats, params, reg_psi, var_x)
+    new, empty, singular = m_step(stats, params, reg_psi, var_x)
     for c in range(cycles):
         maps = frame_maps(stats, new)
         new = reduce_frames(new, maps)
         if c == cycles - 1:
             break
         stats = transform_statistics(stats, new, maps)
-        new, empty = m_step(stats, new, reg_psi, var_x)
-    return new, empty
+        new, empty, singular = m_step(stats, new, reg_psi, var_x)
+    return new, empty, singular
 
 
 # ---------------------------------------------------------------------- the step
@@ -216,9 +219,9 @@ def exact_step(
         log_norm, resp = e_step(X, model, params.n_components[0])
         stats = path_statistics(X, resp, model, params.n_factors[0])
         if expand:
-            new, empty = expanded_m_step(stats, params, reg_psi, var_x)
+            new, empty, singular = expanded_m_step(stats, params, reg_psi, var_x)
         else:
-            new, empty = m_step(stats, params, reg_psi, var_x)
+            new, empty, singular = m_step(stats, params, reg_psi, var_x)
         if constraint is not None:
             new = apply_constraint(new, constraint)
         elif expand:
@@ -226,6 +229,6 @@ def exact_step(
             # (the location and scale of intermediate scores, rotations of the top one);
             # pinning them keeps the iterates, and Anderson's secants, out of that drift
             new = canonical(new)
-        return StepOutput(new, float(np.sum(log_norm)), tuple(empty))
+        return StepOutput(new, float(np.sum(log_norm)), tuple(empty), tuple(singular))
 
     return step

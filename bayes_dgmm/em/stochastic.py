@@ -232,8 +232,13 @@ def update_layer(
     Lambda: Array,
     psi: Array,
     psi_floor: Array,
+    kept: list[tuple[int, str]] | None = None,
 ) -> tuple[Array, Array, Array, Array]:
     """M-step of one layer: weights and every component's ``(eta, Lambda, psi)``.
+
+    A component that holds (almost) no observation, or whose update is singular or not
+    finite, keeps its current values; with ``kept`` given, ``(g, "empty")`` or
+    ``(g, "singular")`` is appended to it for each such component.
 
     Parameters
     ----------
@@ -255,10 +260,14 @@ def update_layer(
     for g in range(G):
         if counts[g] < MIN_COMPONENT_WEIGHT:
             logger.debug("component %d holds %.3g observations: kept unchanged", g, counts[g])
+            if kept is not None:
+                kept.append((g, "empty"))
             continue
         out = m_step_component(Y, tau[:, g], post.means[g], covariances[g])
         if out is None or not all(np.all(np.isfinite(a)) for a in out):
             logger.debug("component %d: singular or non-finite update, kept unchanged", g)
+            if kept is not None:
+                kept.append((g, "singular"))
             continue
         new_eta[g], new_Lambda[g] = out[0], out[1]
         new_psi[g] = np.maximum(out[2], psi_floor)
@@ -272,7 +281,12 @@ def _psi_floor(Y: Array, reg_psi: float) -> Array:
 
 # --------------------------------------------------------------------------- public
 def stochastic_em_iteration(
-    X: np.ndarray, params: DGMMParams, rng: np.random.Generator, *, reg_psi: float
+    X: np.ndarray,
+    params: DGMMParams,
+    rng: np.random.Generator,
+    *,
+    reg_psi: float,
+    kept: list[tuple[int, int, str]] | None = None,
 ) -> DGMMParams:
     """One full iteration of the layer-wise stochastic EM, all layers; returns new params.
 
@@ -290,6 +304,9 @@ def stochastic_em_iteration(
     rng : numpy Generator, the only source of randomness (unused when L = 1)
     reg_psi : float > 0
         Floor of the noise variances relative to the variance of the layer's input.
+    kept : list, optional
+        Receives ``(layer, component, "empty" | "singular")`` (1-based layer) for every
+        component that could not be updated and kept its values.
 
     Returns
     -------
@@ -311,6 +328,7 @@ def stochastic_em_iteration(
         if l == 0:
             _, proba = path_posterior(post.log_density, params.pi[0], subpath_w)
         tau = layer_responsibilities(proba, comps, l + 1)
+        kept_here: list[tuple[int, str]] = []
         new_layers.append(
             update_layer(
                 Y,
@@ -320,8 +338,11 @@ def stochastic_em_iteration(
                 params.Lambda[l],
                 params.psi[l],
                 _psi_floor(Y, reg_psi),
+                kept_here,
             )
         )
+        if kept is not None:
+            kept.extend((l + 1, g, why) for g, why in kept_here)
         if l + 1 < L:
             Y = draw_scores(tau, post, rng)
     pi, eta, Lambda, psi = zip(*new_layers, strict=True)
@@ -422,9 +443,12 @@ def stochastic_step(
 
     def step(params: DGMMParams) -> StepOutput:
         ll = params.score(X)
-        new = stochastic_em_iteration(X, params, rng, reg_psi=reg_psi)
+        kept: list[tuple[int, int, str]] = []
+        new = stochastic_em_iteration(X, params, rng, reg_psi=reg_psi, kept=kept)
         if constraint is not None:
             new = apply_constraint(new, constraint)
-        return StepOutput(new, ll)
+        empty = tuple((l, g) for l, g, why in kept if why == "empty")
+        singular = tuple((l, g) for l, g, why in kept if why == "singular")
+        return StepOutput(new, ll, empty, singular)
 
     return step

@@ -142,7 +142,7 @@ def small():
 def _small_est(**kw):
     kw.setdefault("stopping", "fixed")
     # the estimator mechanics do not depend on the start; the default "aligned" start is
-    # tested in test_recover.py, and k-means keeps these tests fast
+    # tested in tests/em/test_aligned.py, and k-means keeps these tests fast
     kw.setdefault("init", "kmeans")
     return DeepGaussianMixture((2, 2), n_factors=(3, 1), max_iter=15, **kw)
 
@@ -235,9 +235,40 @@ def test_m_step_floors_psi(small):
     _, resp = e_step(small.X, model, 2)
     stats = path_statistics(small.X, resp, model, 3)
     var_x = small.X.var(axis=0)
-    new, empty = m_step(stats, params, 0.5, var_x)  # a floor that binds
+    new, empty, _ = m_step(stats, params, 0.5, var_x)  # a floor that binds
     assert empty == []
     assert np.all(new.psi[0] >= 0.5 * var_x - 1e-12)
+
+
+def test_a_singular_update_is_reported_as_singular_not_empty(small, monkeypatch):
+    # Layer 2, component 1 holds half the rows; when its regression cannot be solved it keeps
+    # its parameters and is named as singular, not filed among the empty components.
+    import scipy.linalg
+
+    import bayes_dgmm.em.exact as exact
+
+    solve = exact.regression_update
+    layer_2_component_1 = {"calls": 0}
+
+    def failing(n, ybar, wbar, cyy, cyw, cww, floor):
+        if ybar.shape[0] == 3 and cww.shape[0] == 1:  # layer 2: D = R_1 = 3, R_2 = 1
+            layer_2_component_1["calls"] += 1
+            if layer_2_component_1["calls"] % 2 == 0:
+                raise scipy.linalg.LinAlgError("not positive definite")
+        return solve(n, ybar, wbar, cyy, cyw, cww, floor)
+
+    params = init_kmeans(small.X, (2, 2), (3, 1), np.random.default_rng(0))
+    model = path_model(params)
+    _, resp = e_step(small.X, model, 2)
+    stats = path_statistics(small.X, resp, model, 3)
+    monkeypatch.setattr(exact, "regression_update", failing)
+    new, empty, singular = m_step(stats, params, 1e-6, small.X.var(axis=0))
+    assert (empty, singular) == ([], [(2, 1)])
+    np.testing.assert_array_equal(new.Lambda[1][1], params.Lambda[1][1])
+    with pytest.warns(ConvergenceWarning, match=r"Singular components \(layer 2 component 1\)"):
+        DeepGaussianMixture((2, 2), n_factors=(3, 1), init=params, n_init=1, max_iter=3).fit(
+            small.X
+        )
 
 
 @pytest.mark.parametrize("init", [init_kmeans, init_random])

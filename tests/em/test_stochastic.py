@@ -211,6 +211,20 @@ def test_empty_component_keeps_its_parameters(small3):
     stochastic_em_iteration(X, new, np.random.default_rng(1), reg_psi=REG)
 
 
+def test_components_that_keep_their_values_are_reported(small3):
+    # the caller learns which components were not updated, and why
+    params, X = small3
+    eta = [a.copy() for a in params.eta]
+    eta[0][1] += 1e4
+    far = DGMMParams(pi=params.pi, eta=eta, Lambda=params.Lambda, psi=params.psi)
+    kept = []
+    stochastic_em_iteration(X, far, np.random.default_rng(0), reg_psi=REG, kept=kept)
+    assert (1, 1, "empty") in kept
+    fine = []
+    stochastic_em_iteration(X, params, np.random.default_rng(0), reg_psi=REG, kept=fine)
+    assert fine == []
+
+
 def test_psi_floor_relative_to_input_variance(small3):
     params, X = small3
     new = stochastic_em_iteration(X, params, np.random.default_rng(0), reg_psi=0.5)
