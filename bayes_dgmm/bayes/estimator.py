@@ -193,9 +193,7 @@ class BayesianDeepGaussianMixture:
         """
         check_method(method)
         check_method_kwargs(method, method_kwargs)
-        check_seed(self.random_seed)
-        if not isinstance(self.progressbar, bool):
-            raise TypeError(f"progressbar={self.progressbar!r} is not a bool; give True or False.")
+        _check_settings(self.random_seed, self.progressbar)
         check_constraint(self.constraint)
         Xa = check_data(X, min_samples=2)
         check_not_constant(Xa)
@@ -323,6 +321,12 @@ class BayesianDeepGaussianMixture:
         est.n_features_in_ = saved.n_features_in
         est._set_params()
         return est
+
+
+def _check_settings(random_seed: Any, progressbar: Any) -> None:
+    check_seed(random_seed)
+    if not isinstance(progressbar, bool):
+        raise TypeError(f"progressbar={progressbar!r} is not a bool; give True or False.")
 
 
 def _architecture_spec(
