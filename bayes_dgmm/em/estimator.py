@@ -435,24 +435,24 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        if result.empty:
-            where = ", ".join(f"layer {l} component {g}" for l, g in result.empty)
-            warnings.warn(
-                f"Empty components ({where}): they hold no observation and kept their "
-                "previous parameters. Reduce n_components or try more restarts (n_init).",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        if result.singular:
-            where = ", ".join(f"layer {l} component {g}" for l, g in result.singular)
-            warnings.warn(
-                f"Singular components ({where}): the second-moment matrix of their latent "
-                "scores is not positive definite, so their M-step update could not be computed "
-                "and they kept their previous parameters. Reduce n_factors for that layer, or "
-                "try more restarts (n_init).",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        kept = {
+            "Empty": (result.empty, "they hold no observation", "n_components"),
+            "Singular": (
+                result.singular,
+                "the second-moment matrix of their latent scores is not positive definite, so "
+                "their M-step update could not be computed",
+                "n_factors for that layer",
+            ),
+        }
+        for kind, (where, why, what) in kept.items():
+            if where:
+                named = ", ".join(f"layer {l} component {g}" for l, g in where)
+                warnings.warn(
+                    f"{kind} components ({named}): {why}; they kept their previous "
+                    f"parameters. Reduce {what} or try more restarts (n_init).",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
 
     def fit_predict(self, X: ArrayLike, y: Any = None) -> NDArray[np.intp]:
         """Fit, then label ``X`` by its most probable path: the same as ``fit(X).predict(X)``."""
