@@ -182,3 +182,24 @@ def test_compare_command_exits_non_zero_when_a_method_cannot_run(tiny, tmp_path,
     assert code == 1
     assert re.search(r"error: could not run smc \(method='smc' with draws=10 particles", err)
     assert (tmp_path / "o" / "comparison.csv").is_file()  # the other methods are kept
+
+
+def test_compare_reports_a_default_method_the_budget_cannot_run_and_succeeds(
+    tiny, tmp_path, capsys, monkeypatch
+):
+    # Without --methods, a method of the default list that the budget cannot run (SMC on the
+    # study model at the default budget) is reported as not run and the command succeeds.
+    import pytensor
+
+    import bayes_dgmm.experiments.cli as cli
+
+    monkeypatch.setattr(cli, "DEFAULT_METHODS", ("gmm", "smc"))
+    np.savetxt(tmp_path / "X.csv", tiny.X, delimiter=",")
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC.to_toml())
+    argv = ["compare", "--data", str(tmp_path / "X.csv"), "--spec", str(spec), "--quiet"]
+    argv += ["--budget", "smc_draws=10", "gmm_restarts=1", "--out", str(tmp_path / "o")]
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        assert main(argv) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "Not run at this budget" in report and "**smc**" in report
