@@ -7,6 +7,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    make_constraint,
+)
 
 RandomLike = int | np.integer | np.random.Generator | np.random.RandomState | None
 
@@ -186,3 +192,42 @@ def check_seed(seed: Any, name: str = "random_seed") -> None:
         raise TypeError(f"{name}={seed!r} is not a seed; give None or an int in 0..2**32-1.")
     if not 0 <= int(seed) < 2**32:
         raise ValueError(f"{name}={seed} is out of range; give None or an int in 0..2**32-1.")
+
+
+def check_declared(constraints: dict[str, list[Any]], params: dict[str, Any], caller: str) -> None:
+    """Validate ``params`` against scikit-learn style ``_parameter_constraints``.
+
+    scikit-learn's own validator is not used for the message: it prints the options of a
+    ``StrOptions`` in set order, which changes from one process to the next, and its
+    ``Interval(Integral, ...)`` accepts ``True`` as 1. Here a bool never counts as a number,
+    options are listed sorted, and the message starts with ``name=value``.
+
+    Raises
+    ------
+    InvalidParameterError
+        (a ValueError and TypeError) naming the first parameter that meets none of its
+        constraints, its value and what it may be.
+    """
+    for name, allowed in constraints.items():
+        if name not in params:
+            continue
+        value = params[name]
+        made = [make_constraint(c) for c in allowed]
+        if any(_satisfied(c, value) for c in made):
+            continue
+        wanted = " or ".join(_describe(c) for c in made)
+        raise InvalidParameterError(
+            f"{name}={value!r} is not {wanted}; pass {caller}({name}=...) such a value."
+        )
+
+
+def _satisfied(constraint: Any, value: Any) -> bool:
+    if isinstance(value, bool | np.bool_) and isinstance(constraint, Interval):
+        return False
+    return bool(constraint.is_satisfied_by(value))
+
+
+def _describe(constraint: Any) -> str:
+    if isinstance(constraint, Options):
+        return f"one of {tuple(sorted(constraint.options, key=str))}"
+    return str(constraint)

@@ -30,26 +30,28 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
+from numbers import Integral
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pymc as pm
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
+from sklearn.utils._param_validation import Interval, StrOptions
 from threadpoolctl import threadpool_limits
 
 from bayes_dgmm._validation import (
     check_data,
+    check_declared,
     check_method_kwargs,
     check_not_constant,
-    check_seed,
 )
 from bayes_dgmm.bayes import METHODS
 from bayes_dgmm.bayes.backends.nutpie import compile_nutpie_model, sample_nutpie
 from bayes_dgmm.bayes.backends.pymc import run_pymc
 from bayes_dgmm.bayes.io import read_fit, write_fit
-from bayes_dgmm.bayes.model import build_model, check_constraint, resolve_priors
+from bayes_dgmm.bayes.model import CONSTRAINTS, build_model, resolve_priors
 from bayes_dgmm.bayes.postprocess import (
     MAX_PREDICT_DRAWS,
     finish_tree,
@@ -107,6 +109,13 @@ class BayesianDeepGaussianMixture:
     method_ : str
     spec_ : DGMMSpec
     """
+
+    # validated at fit, as scikit-learn's estimators do (see DeepGaussianMixture)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "random_seed": [None, Interval(Integral, 0, 2**32 - 1, closed="both")],
+        "constraint": [None, StrOptions({c for c in CONSTRAINTS if c is not None})],
+        "progressbar": ["boolean"],
+    }
 
     model_: Any
     idata_: Any
@@ -193,8 +202,11 @@ class BayesianDeepGaussianMixture:
         """
         check_method(method)
         check_method_kwargs(method, method_kwargs)
-        _check_settings(self.random_seed, self.progressbar)
-        check_constraint(self.constraint)
+        check_declared(
+            self._parameter_constraints,
+            {name: getattr(self, name) for name in self._parameter_constraints},
+            type(self).__name__,
+        )
         Xa = check_data(X, min_samples=2)
         check_not_constant(Xa)
         spec = _architecture_spec(self.n_components, self.n_factors, Xa.shape[1], self._spec)
@@ -321,12 +333,6 @@ class BayesianDeepGaussianMixture:
         est.n_features_in_ = saved.n_features_in
         est._set_params()
         return est
-
-
-def _check_settings(random_seed: Any, progressbar: Any) -> None:
-    check_seed(random_seed)
-    if not isinstance(progressbar, bool):
-        raise TypeError(f"progressbar={progressbar!r} is not a bool; give True or False.")
 
 
 def _architecture_spec(

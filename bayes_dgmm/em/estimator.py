@@ -25,20 +25,27 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
 from joblib import Parallel, delayed
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
-from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from bayes_dgmm._validation import RandomLike, as_generator, check_data, check_not_constant
+from bayes_dgmm._validation import (
+    RandomLike,
+    as_generator,
+    check_data,
+    check_declared,
+    check_not_constant,
+)
 from bayes_dgmm.em import ALGORITHMS
 from bayes_dgmm.em.driver import EMResult
 from bayes_dgmm.em.exact import CONSTRAINTS
@@ -215,6 +222,33 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     n_features_in_ : int
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "n_factors": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "algorithm": [StrOptions(set(ALGORITHMS))],
+        "init": [StrOptions(set(INITS)), DGMMParams],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, math.inf, closed="left")],
+        "reg_psi": [Interval(Real, 0, math.inf, closed="neither")],
+        "constraint": [None, StrOptions(set(CONSTRAINTS))],
+        "stopping": [StrOptions(set(STOPPING))],
+        "acceleration": [None, StrOptions({a for a in ACCELERATIONS if a is not None})],
+        "parameter_expansion": ["boolean"],
+        "random_state": [
+            None,
+            Interval(Integral, 0, None, closed="left"),
+            np.random.RandomState,
+            np.random.Generator,
+        ],
+        "verbose": [Interval(Integral, 0, None, closed="left")],
+        "n_jobs": [
+            None,
+            Interval(Integral, 1, 4096, closed="both"),
+            Interval(Integral, -4096, -1, closed="both"),
+        ],
+    }
+
     def __init__(
         self,
         n_components: int | Sequence[int] = (2,),
@@ -261,7 +295,14 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
             )
         return arr
 
+    def _validate_params(self) -> None:
+        # scikit-learn's hook, called by ``_fit_context`` unless validation is switched off
+        check_declared(
+            self._parameter_constraints, self.get_params(deep=False), "DeepGaussianMixture"
+        )
+
     def _check_settings(self, X: Array) -> Settings:
+        """The checks that involve the data or several parameters at once."""
         comps, facts = validate_architecture(self.n_components, self.n_factors, X.shape[1])
         needed = max(2, max(comps))
         if X.shape[0] < needed:
@@ -270,58 +311,15 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 f"n_components={comps}; pass more rows or fewer components."
             )
         check_not_constant(X)
-        for name in ("n_init", "max_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer, e.g. {name}=1.")
-        for name, low in (("tol", 0.0), ("reg_psi", None)):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Real)
-                or not math.isfinite(value)
-                or value < 0
-                or (low is None and value == 0)
-            ):
-                bound = ">= 0" if low is not None else "> 0 (e.g. 1e-10)"
-                raise ValueError(f"{name}={value!r} must be a finite number {bound}.")
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm={self.algorithm!r} is not one of {ALGORITHMS}.")
-        if isinstance(self.init, DGMMParams):
-            if (
-                self.init.n_components != comps
-                or self.init.n_factors != facts
-                or self.init.n_features != X.shape[1]
-            ):
-                raise ValueError(
-                    f"init={self.init!r} does not match n_components={comps}, "
-                    f"n_factors={facts} and the {X.shape[1]} features of X; pass starting "
-                    "values of this architecture."
-                )
-        elif not isinstance(self.init, str) or self.init not in INITS:
-            raise ValueError(f"init={self.init!r} is not one of {INITS} or a DGMMParams.")
-        if self.constraint is not None and self.constraint not in CONSTRAINTS:
-            raise ValueError(f"constraint={self.constraint!r} is not None or one of {CONSTRAINTS}.")
-        if self.stopping not in STOPPING:
-            raise ValueError(f"stopping={self.stopping!r} is not one of {STOPPING}.")
-        if isinstance(self.verbose, bool) or not isinstance(self.verbose, numbers.Integral):
-            raise ValueError(f"verbose={self.verbose!r} must be an integer 0, 1 or 2.")
-        if self.verbose < 0:
-            raise ValueError(f"verbose={self.verbose!r} must be an integer 0, 1 or 2.")
-        if self.n_jobs is not None and (
-            isinstance(self.n_jobs, bool)
-            or not isinstance(self.n_jobs, numbers.Integral)
-            or self.n_jobs == 0
-            or abs(self.n_jobs) > 4096
+        if isinstance(self.init, DGMMParams) and (
+            self.init.n_components != comps
+            or self.init.n_factors != facts
+            or self.init.n_features != X.shape[1]
         ):
             raise ValueError(
-                f"n_jobs={self.n_jobs!r} must be None or a non-zero integer (-1: every CPU)."
-            )
-        if self.acceleration not in ACCELERATIONS:
-            raise ValueError(f"acceleration={self.acceleration!r} is not one of {ACCELERATIONS}.")
-        if not isinstance(self.parameter_expansion, bool | np.bool_):
-            raise ValueError(
-                f"parameter_expansion={self.parameter_expansion!r} must be True or False."
+                f"init={self.init!r} does not match n_components={comps}, "
+                f"n_factors={facts} and the {X.shape[1]} features of X; pass starting "
+                "values of this architecture."
             )
         stopping = self.stopping
         if stopping == "auto":
@@ -354,6 +352,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         return self.params_
 
     # ------------------------------------------------------------------ fitting
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ArrayLike, y: Any = None) -> DeepGaussianMixture:
         """Fit by EM with ``n_init`` restarts and keep the best (highest log-likelihood).
 
@@ -487,7 +486,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
         """Draw ``n_samples`` observations and their paths: ``(X (n, J), paths (n,))``."""
         params = self._check_fitted()
-        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
+        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral):
             raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
         if n_samples < 1:
             raise ValueError(f"n_samples={n_samples} must be a positive integer.")
