@@ -20,6 +20,7 @@ from scipy.special import logsumexp
 
 from bayes_dgmm.em.driver import Step, StepOutput
 from bayes_dgmm.em.exact import apply_constraint, variance_floor
+from bayes_dgmm.em.starts import factor_scores
 from bayes_dgmm.model.density import lowrank_logpdf
 from bayes_dgmm.model.params import DGMMParams
 
@@ -405,34 +406,13 @@ def simple_kmeans_init(
             mean, lam = fa.mean_, fa.components_.T
             noise = np.maximum(fa.noise_variance_, 1e-12 * max(float(Y[rows].var()), 1e-300))
             layer_eta[g], layer_lam[g], layer_psi[g] = mean, lam, noise
-            scores[rows] = bartlett_scores(Y[rows], mean, lam, noise)
+            scores[rows] = factor_scores(Y[rows], mean, lam, noise, prior=False)  # Bartlett's
         pi.append(np.bincount(labels, minlength=G) / N)
         eta.append(layer_eta)
         Lambda.append(layer_lam)
         psi.append(layer_psi)
         Y = scores
     return DGMMParams(pi=pi, eta=eta, Lambda=Lambda, psi=psi)
-
-
-def bartlett_scores(Y: Array, mean: Array, Lambda: Array, psi: Array) -> Array:
-    """Bartlett factor scores ``(Lambda^T Psi^-1 Lambda)^-1 Lambda^T Psi^-1 (y - mean)``.
-
-    Parameters
-    ----------
-    Y : (N, D) array
-    mean : (D,) array
-    Lambda : (D, R) array
-    psi : (D,) array of noise variances
-
-    Returns
-    -------
-    (N, R) array
-    """
-    inv_sd = 1.0 / np.sqrt(psi)
-    Lt = Lambda * inv_sd[:, None]
-    # Least squares in whitened coordinates: the same solution, better conditioned.
-    sol, *_ = np.linalg.lstsq(Lt, ((Y - mean) * inv_sd).T, rcond=None)
-    return np.asarray(sol.T)
 
 
 def stochastic_step(

@@ -13,7 +13,6 @@ from sklearn.metrics import adjusted_rand_score
 from bayes_dgmm.em.driver import deepgmm_should_stop
 from bayes_dgmm.em.stochastic import (
     MIN_COMPONENT_WEIGHT,
-    bartlett_scores,
     layer_responsibilities,
     m_step_component,
     path_posterior,
@@ -102,14 +101,6 @@ def test_m_step_recovers_noise_free_regression(rng):
     np.testing.assert_allclose(out[0], eta, atol=1e-10)
     np.testing.assert_allclose(out[1], lam, atol=1e-10)
     np.testing.assert_allclose(out[2], 0.0, atol=1e-18)
-
-
-def test_bartlett_scores_invert_noise_free_data(rng):
-    lam, mean = rng.normal(size=(6, 2)), rng.normal(size=6)
-    z = rng.normal(size=(10, 2))
-    np.testing.assert_allclose(
-        bartlett_scores(mean + z @ lam.T, mean, lam, np.full(6, 0.3)), z, atol=1e-10
-    )
 
 
 # ------------------------------------------------------------------ behaviour
