@@ -23,6 +23,7 @@ from pytensor.gradient import disconnected_grad
 from pytensor.tensor.linalg import cholesky, solve_triangular
 
 from bayes_dgmm._validation import check_data
+from bayes_dgmm.em.exact import rotate_loadings
 from bayes_dgmm.model.density import LOG_2PI
 from bayes_dgmm.model.names import n_named_layers
 from bayes_dgmm.model.params import DGMMParams
@@ -506,7 +507,8 @@ def params_to_point(
         if constraint == "lower_triangular":
             a = lam[l - 1]
             if l == L:
-                a = np.stack([_lq_lower(m) for m in a])
+                # at the top layer the rotation is exact: the LQ form of each component
+                a = rotate_loadings(a, np.ones(a.shape[:2]), "lower_triangular")
             r_in, r_out = a.shape[1:]
             rows, cols = _lower_indices(r_in, r_out)
             k = np.arange(r_out)
@@ -518,13 +520,6 @@ def params_to_point(
     if missing:
         raise ValueError(f"params_to_point: no value for free variables {sorted(missing)}.")
     return point
-
-
-def _lq_lower(a: Array) -> Array:
-    """The lower-triangular ``L`` with non-negative diagonal of ``a = L Q`` (Q orthogonal)."""
-    r = np.linalg.qr(a.T, mode="r")  # a^T = q r  =>  a = r^T q^T
-    signs = np.where(np.diag(r) < 0, -1.0, 1.0)
-    return (r * signs[:, None]).T
 
 
 def transformed_point(model: pm.Model, point: Mapping[str, Any]) -> dict[str, Array]:
