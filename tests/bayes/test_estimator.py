@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
+from sklearn.exceptions import ConvergenceWarning
 
 pm = pytest.importorskip("pymc")
 from pymc.testing import mock_sample  # noqa: E402
@@ -211,7 +212,10 @@ def test_unknown_method(data):
 def test_unknown_constraint(data):
     _, X, _ = data
     est = BayesianDeepGaussianMixture(COMPS, FACTS, constraint="rotated")
-    with pytest.raises(ValueError, match=r"constraint='rotated' is not None or one of \('lower_triangular', 'ordered'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"constraint='rotated' is not None or one of \('lower_triangular', 'ordered'\)",
+    ):
         est.fit(X, method="nuts")
 
 
@@ -346,23 +350,22 @@ def test_map_and_advi_plumbing(data, monkeypatch):
     def fake_find_map(**kwargs):
         return mock_sample(draws=1, chains=1, model=kwargs["model"], random_seed=0)
 
-    class FakeApprox:
-        hist = np.linspace(10.0, 1.0, 5)
-
-        def __init__(self, model):
-            self.model = model
-
-        def sample(self, draws, random_seed=None, return_inferencedata=True):
-            return mock_sample(draws=draws, model=self.model, random_seed=random_seed)
-
+    hist = np.linspace(10.0, 1.0, 5)
     seen = {}
 
-    def fake_fit(**kwargs):
-        seen.update(kwargs)
-        return FakeApprox(kwargs["model"])
+    class FakeCheck:
+        converged, window, gain = True, 500, 0.0
+
+    def fake_run_vi(method, model, start, *, n, draws, random_seed, progressbar, **kw):
+        seen.update(method=method, n=n, start=start)
+        idata = mock_sample(draws=draws, model=model, random_seed=random_seed)
+        idata["loss"] = xr.Dataset({"loss": ("iteration", hist)})
+        return idata, FakeCheck()
+
+    import bayes_dgmm.bayes.backends.pymc as backend
 
     monkeypatch.setattr(pm, "find_MAP", fake_find_map)
-    monkeypatch.setattr(pm, "fit", fake_fit)
+    monkeypatch.setattr(backend, "run_vi", fake_run_vi)
     est = BayesianDeepGaussianMixture.from_spec("mfa-2layer", random_seed=0, progressbar=False)
     est.fit(X, method="map")
     assert est.idata_["posterior"].sizes["draw"] == 1
@@ -371,7 +374,10 @@ def test_map_and_advi_plumbing(data, monkeypatch):
     assert seen["method"] == "fullrank_advi" and seen["n"] == 5
     assert set(seen["start"]) == {rv.name for rv in est.model_.free_RVs}  # jittered start
     assert est.idata_["posterior"].sizes["draw"] == 4
-    np.testing.assert_array_equal(est.idata_["loss"]["loss"].values, FakeApprox.hist)
+    np.testing.assert_array_equal(est.idata_["loss"]["loss"].values, hist)
+    FakeCheck.converged, FakeCheck.gain = False, 12.5
+    with pytest.warns(ConvergenceWarning, match=r"did not converge in n=5 .* fell by 12.5"):
+        est.fit(X, method="advi", n=5, draws=4)
 
 
 def test_lazy_exports():

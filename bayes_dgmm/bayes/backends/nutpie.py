@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -43,22 +44,8 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
     from nutpie.compiled_pyfunc import from_pyfunc
 
     mode = mode or compile_mode()
-    value_vars, shapes = _value_vars_and_shapes(model)
-    sizes = [math.prod(s) for s in shapes]
-    n_dim = int(sum(sizes))
-    offsets = np.cumsum([0, *sizes])
-
-    joined = pt.TensorType("float64", shape=(n_dim,))(name="_unconstrained_point")
-    replacements = {
-        v: joined[offsets[i] : offsets[i + 1]].reshape(shapes[i]).astype(v.dtype)
-        for i, v in enumerate(value_vars)
-    }
-    logp = model.logp()
-    grads: Any = pt.grad(logp, value_vars)  # a list: one gradient per value variable
-    grad = pt.concatenate([g.ravel() for g in grads])
-    logp_j, grad_j = clone_replace([logp, grad], replacements)
-    with model:
-        logp_fn = compile_pymc([joined], [logp_j, grad_j], mode=mode)
+    logp_fn, n_dim = compile_flat_logp_grad(model, mode)
+    joined, replacements = _joined_input(model)
 
     # What nutpie stores per draw: every free variable on its own (constrained) scale and
     # every deterministic, named as in the model.
@@ -69,19 +56,27 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
         expand_fn = compile_pymc([joined], expand_graph, mode=mode)
     out_shapes = [tuple(np.shape(a)) for a in expand_fn(np.zeros(n_dim))]
 
+    # nutpie runs chains in threads. A compiled PyTensor function is not thread-safe (its
+    # Python-level ops keep per-node scratch storage, shared even by ``Function.copy``), so
+    # the calls take a lock: chains interleave, one log density at a time. Most of the work
+    # holds the GIL anyway, so threads would not run it in parallel.
+    lock = threading.Lock()
+
     def make_logp_func() -> Any:
         def logp_and_grad(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
-            value, gradient = logp_fn(x)
-            return float(value), np.ascontiguousarray(gradient, dtype=np.float64)
+            with lock:
+                value, gradient = logp_fn(x)
+                return float(value), np.array(gradient, dtype=np.float64)
 
         return logp_and_grad
 
     def make_expand_func(seed1: int, seed2: int, chain: int) -> Any:
         def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
-            return {
-                n: np.ascontiguousarray(a, dtype=np.float64)
-                for n, a in zip(names, expand_fn(x), strict=True)
-            }
+            with lock:
+                return {
+                    n: np.array(a, dtype=np.float64)
+                    for n, a in zip(names, expand_fn(x), strict=True)
+                }
 
         return expand
 
@@ -106,6 +101,39 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
     )
 
 
+def _joined_input(model: Any) -> tuple[Any, dict[Any, Any]]:
+    """A flat input vector and the replacement of every value variable by its slice."""
+    value_vars, shapes = _value_vars_and_shapes(model)
+    sizes = [math.prod(s) for s in shapes]
+    offsets = np.cumsum([0, *sizes])
+    joined = pt.TensorType("float64", shape=(int(offsets[-1]),))(name="_unconstrained_point")
+    replacements = {
+        v: joined[offsets[i] : offsets[i + 1]].reshape(shapes[i]).astype(v.dtype)
+        for i, v in enumerate(value_vars)
+    }
+    return joined, replacements
+
+
+def compile_flat_logp_grad(model: Any, mode: str | None = None) -> tuple[Any, int]:
+    """``f(x) -> (logp, grad)`` of ``model`` on one flat unconstrained vector (value
+    variables in ``model.free_RVs`` order, as :func:`flatten_point`), and its length."""
+    joined, replacements = _joined_input(model)
+    value_vars = list(replacements)
+    logp = model.logp()
+    grads: Any = pt.grad(logp, value_vars)  # a list: one gradient per value variable
+    grad = pt.concatenate([g.ravel() for g in grads])
+    logp_j, grad_j = clone_replace([logp, grad], replacements)
+    with model:
+        fn = compile_pymc([joined], [logp_j, grad_j], mode=mode or compile_mode())
+    return fn, int(joined.type.shape[0])
+
+
+def flatten_point(model: Any, point: Mapping[str, Any]) -> np.ndarray:
+    """A point of value variables (unconstrained, by name) as one flat vector."""
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    return np.concatenate([np.asarray(point[v.name], dtype=float).ravel() for v in value_vars])
+
+
 def _value_vars_and_shapes(model: Any) -> tuple[list[Any], list[tuple[int, ...]]]:
     """The free variables' value variables (in ``model.free_RVs`` order) and their shapes."""
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
@@ -125,18 +153,13 @@ def initial_point_function(model: Any, start: Mapping[str, Any] | None) -> Any:
     :func:`bayes_dgmm.bayes.model.params_to_point` returns. Without it each chain starts at
     PyMC's initial point with U(-1, 1) jitter on the unconstrained scale (seeded by nutpie).
     """
-    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
-
-    def flat(point: Mapping[str, Any]) -> np.ndarray:
-        return np.concatenate([np.asarray(point[v.name], dtype=float).ravel() for v in value_vars])
-
     if start is not None:
-        fixed = flat(transformed_point(model, start))
+        fixed = flatten_point(model, transformed_point(model, start))
         return lambda seed: fixed.copy()
     point_fn = make_initial_point_fn(
         model=model, jitter_rvs=set(model.free_RVs), return_transformed=True
     )
-    return lambda seed: flat(point_fn(seed))
+    return lambda seed: flatten_point(model, point_fn(seed))
 
 
 def sample_nutpie(

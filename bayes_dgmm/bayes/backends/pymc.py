@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pymc as pm
-import xarray as xr
 from numpy.typing import NDArray
 from pymc.initial_point import make_initial_point_fn
+from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm._validation import BudgetError, RandomLike
 from bayes_dgmm.bayes.backends.nutpie import n_free_variables
+from bayes_dgmm.bayes.backends.vi import run_vi
 from bayes_dgmm.bayes.model import compile_mode
 
 Array = NDArray[np.float64]
@@ -50,17 +52,17 @@ def run_pymc(
         draws = int(kw.pop("draws", 1000))
         if start is None:
             start = jittered_start(model, seed)
-        approx = pm.fit(
-            n=n,
-            method=method,
-            model=model,
-            random_seed=seed,
-            start=start,
-            progressbar=bar,
-            **kw,
+        idata, check = run_vi(
+            method, model, start, n=n, draws=draws, random_seed=seed, progressbar=bar, **kw
         )
-        idata = approx.sample(draws=draws, random_seed=seed, return_inferencedata=True)
-        idata["loss"] = xr.Dataset({"loss": ("iteration", np.asarray(approx.hist))})
+        if not check.converged:
+            warnings.warn(
+                f"method={method!r} did not converge in n={n} iterations: over the last "
+                f"{check.window} the mean loss still fell by {check.gain:.3g}, more than "
+                "twice its standard error; raise n.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         return idata
     if method == "nuts":
         return pm.sample(model=model, initvals=start, random_seed=seed, progressbar=bar, **kw)

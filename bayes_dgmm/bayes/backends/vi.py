@@ -1,0 +1,165 @@
+"""ADVI (mean-field and full-rank) started at the right scale and run until the ELBO stops.
+
+The scale comes from a diagonal Laplace approximation at the start; the optimiser's steps are
+scaled by it too; the run stops when the ELBO has stopped improving, measured against its
+own noise (:class:`ELBOConvergence`). Why each piece: ``docs/bayesian-model.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from numpy.typing import NDArray
+from pymc.variational.callbacks import Callback
+
+from bayes_dgmm._validation import RandomLike
+from bayes_dgmm.bayes.backends.nutpie import compile_flat_logp_grad, flatten_point
+from bayes_dgmm.bayes.model import transformed_point
+
+Array = NDArray[np.float64]
+
+logger = logging.getLogger(__name__)
+
+#: Steps of the means, in units of each coordinate's Laplace standard deviation, and of the
+#: log-scale parameters (softplus-inverse of the sds), before adagrad's normalisation.
+MEAN_STEP = 0.1
+SCALE_STEP = 0.02
+#: Standard deviation given to a coordinate whose curvature at the start is not positive.
+FALLBACK_SD = 0.1
+
+
+class ELBOConvergence(Callback):
+    """Stop when the mean loss of the last ``window`` iterations is no lower than that of the
+    ``window`` before it, within ``z`` standard errors of the difference.
+
+    A run that still gains (the loss falls by more than its noise over a window) cannot meet
+    it, however slowly it moves; ``converged`` and ``iteration`` say whether and where it held.
+    """
+
+    def __init__(self, window: int = 500, z: float = 2.0) -> None:
+        self.window = int(window)
+        self.z = float(z)
+        self.converged = False
+        self.iteration: int | None = None
+        self.gain = math.nan
+
+    def __call__(self, approx: Any, losses: Any, i: int) -> None:
+        w = self.window
+        if i % w or len(losses) < 2 * w:
+            return
+        last = np.asarray(losses[-w:], dtype=float)
+        prev = np.asarray(losses[-2 * w : -w], dtype=float)
+        if not (np.all(np.isfinite(last)) and np.all(np.isfinite(prev))):
+            return
+        self.gain = float(prev.mean() - last.mean())
+        se = math.sqrt(last.var(ddof=1) / w + prev.var(ddof=1) / w)
+        if self.gain < self.z * se:
+            self.converged, self.iteration = True, int(i)
+            raise StopIteration(f"ELBO stopped improving at iteration {i}")
+
+
+def laplace_sd(model: Any, start: Mapping[str, Any]) -> Array:
+    """Diagonal Laplace standard deviations at ``start`` on the unconstrained scale (flat,
+    in ``model.free_RVs`` order): ``1 / sqrt(-d2 logp / d theta_i^2)``, the second
+    derivatives by forward differences of the compiled gradient (one gradient per
+    coordinate). For a Gaussian posterior these are exactly mean-field VI's optimal sds.
+    """
+    fn, _ = compile_flat_logp_grad(model)
+    x0 = flatten_point(model, transformed_point(model, start))
+    _, g0 = fn(x0)
+    h = 1e-6 * (1.0 + np.abs(x0))
+    curv = np.empty_like(x0)
+    for i in range(x0.size):
+        x = x0.copy()
+        x[i] += h[i]
+        curv[i] = -(fn(x)[1][i] - g0[i]) / h[i]
+    good = np.isfinite(curv) & (curv > 0)
+    if not good.all():
+        logger.warning(
+            "laplace_sd: %d of %d coordinates have no positive curvature at the start; "
+            "they start at sd %g",
+            int((~good).sum()),
+            x0.size,
+            FALLBACK_SD,
+        )
+    return np.where(good, 1.0 / np.sqrt(np.where(good, curv, 1.0)), FALLBACK_SD)
+
+
+def _softplus_inv(sd: Array) -> Array:
+    return np.log(np.expm1(sd))
+
+
+def _scaled_adagrad(step: dict[str, Array]) -> Any:
+    """adagrad_window with a learning rate per coordinate of each VI parameter (by name)."""
+
+    def optimizer(loss_or_grads: Any, params: Any) -> Any:
+        grads: Any = loss_or_grads
+        if not isinstance(loss_or_grads, list):
+            grads = pt.grad(loss_or_grads, params)
+        updates: dict[Any, Any] = {}
+        for param, grad in zip(params, grads, strict=True):
+            updates.update(pm.adagrad_window([grad], [param], learning_rate=step[param.name]))
+        return updates
+
+    return optimizer
+
+
+def run_vi(
+    method: str,
+    model: Any,
+    start: dict[str, Array],
+    *,
+    n: int,
+    draws: int,
+    random_seed: RandomLike,
+    progressbar: bool,
+    window: int = 500,
+    **kw: Any,
+) -> tuple[Any, ELBOConvergence]:
+    """Mean-field (``"advi"``) or full-rank (``"fullrank_advi"``) ADVI from ``start``.
+
+    Both start at ``start`` with the diagonal Laplace sds (full-rank: ``L`` diagonal), take
+    steps scaled by those sds, and stop at :class:`ELBOConvergence` or after ``n``
+    iterations. Returns the DataTree of ``draws`` draws of q (with a ``loss`` group whose
+    attributes say whether the ELBO converged) and the convergence callback.
+    """
+    sd = laplace_sd(model, start)
+    cls = pm.ADVI if method == "advi" else pm.FullRankADVI
+    inference = cls(model=model, start=start, random_seed=random_seed)
+    group = inference.approx.groups[0]
+    d = sd.size
+    if method == "advi":
+        group.params_dict["rho"].set_value(_softplus_inv(sd))
+        step = {"mu": MEAN_STEP * sd, "rho": np.full(d, SCALE_STEP)}
+    else:
+        rows, cols = np.tril_indices(d)
+        diag = rows == cols
+        tril = np.where(diag, _softplus_inv(sd[rows]), 0.0)
+        group.params_dict["L_tril"].set_value(tril)
+        step = {"mu": MEAN_STEP * sd, "L_tril": np.where(diag, SCALE_STEP, MEAN_STEP * sd[rows])}
+    check = ELBOConvergence(window=window)
+    callbacks = [*kw.pop("callbacks", []), check]
+    kw.setdefault("obj_optimizer", _scaled_adagrad(step))
+    approx = inference.fit(n=n, callbacks=callbacks, progressbar=progressbar, **kw)
+    idata = approx.sample(draws=draws, random_seed=random_seed, return_inferencedata=True)
+    hist = np.asarray(approx.hist)
+    loss = xr.Dataset({"loss": ("iteration", hist)})
+    loss.attrs.update(
+        converged=int(check.converged),
+        iterations=int(hist.size),
+        max_iterations=int(n),
+        criterion=(
+            f"mean loss of the last {window} iterations within 2 standard errors of the "
+            f"{window} before"
+        ),
+        last_window_gain=float(check.gain),
+    )
+    idata["loss"] = loss
+    return idata, check

@@ -1,0 +1,114 @@
+"""ADVI started from a diagonal Laplace approximation and stopped when the ELBO stops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pm = pytest.importorskip("pymc")
+
+from bayes_dgmm.bayes.backends.vi import ELBOConvergence, laplace_sd, run_vi  # noqa: E402
+
+N_OBS, SIGMA, PRIOR_SD = 50, 2.0, 10.0
+
+
+@pytest.fixture(scope="module")
+def conjugate():
+    """y ~ N(mu, 2^2), mu ~ N(0, 10^2): the posterior of mu is Gaussian, known exactly."""
+    y = np.random.default_rng(0).normal(3.0, SIGMA, size=N_OBS)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, PRIOR_SD)
+        pm.Normal("y", mu, SIGMA, observed=y)
+    precision = 1 / PRIOR_SD**2 + N_OBS / SIGMA**2
+    return model, y.sum() / SIGMA**2 / precision, precision**-0.5
+
+
+@pytest.fixture(scope="module")
+def regression():
+    """Two strongly correlated coefficients of a linear regression, known posterior."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=200)
+    X = np.column_stack([a, a + 0.3 * rng.normal(size=200)])
+    y = X @ [1.0, -0.5] + rng.normal(size=200)
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0.0, 10.0, shape=2)
+        pm.Normal("y", pm.math.dot(X, beta), 1.0, observed=y)
+    precision = X.T @ X + np.eye(2) / 100
+    cov = np.linalg.inv(precision)  # the 2 x 2 reference, not package code
+    return model, np.linalg.solve(precision, X.T @ y), cov
+
+
+def test_elbo_convergence_stops_on_a_plateau_only():
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0, 20.0, size=4000)
+    crawl = ELBOConvergence(window=500)
+    losses = 1e4 - 0.2 * np.arange(4000) + noise  # falls 100 per window, noise se ~1.3
+    for i in range(1, 4001):
+        crawl(None, losses[:i], i)  # never raises: it is still gaining
+    assert not crawl.converged and crawl.gain == pytest.approx(100, abs=10)
+    flat = ELBOConvergence(window=500)
+    with pytest.raises(StopIteration):
+        for i in range(1, 4001):
+            flat(None, (1e4 + noise)[:i], i)
+    assert flat.converged and flat.iteration == 1000
+
+
+def test_laplace_sd_is_the_posterior_sd_of_a_gaussian(conjugate):
+    model, mean, sd = conjugate
+    assert laplace_sd(model, {"mu": np.array(mean)}) == pytest.approx([sd], rel=1e-4)
+    # away from the mode the curvature of a Gaussian is the same
+    assert laplace_sd(model, {"mu": np.array(mean + 3)}) == pytest.approx([sd], rel=1e-4)
+
+
+def test_advi_converges_to_the_exact_posterior(conjugate):
+    model, mean, sd = conjugate
+    idata, check = run_vi(
+        "advi",
+        model,
+        {"mu": np.array(0.0)},
+        n=20000,
+        draws=4000,
+        random_seed=0,
+        progressbar=False,
+        window=200,
+    )
+    assert check.converged and idata["loss"].attrs["converged"] == 1
+    draws = idata["posterior"]["mu"].values.ravel()
+    # 4000 draws: the mean's Monte Carlo se is sd/63; q's own error is a few % of sd
+    assert abs(draws.mean() - mean) < 0.2 * sd
+    assert draws.std() == pytest.approx(sd, rel=0.15)
+
+
+def test_fullrank_advi_finds_the_correlation(regression):
+    model, mean, cov = regression
+    idata, check = run_vi(
+        "fullrank_advi",
+        model,
+        {"beta": mean + 0.1},
+        n=30000,
+        draws=4000,
+        random_seed=0,
+        progressbar=False,
+        window=300,
+    )
+    assert check.converged
+    draws = idata["posterior"]["beta"].values.reshape(-1, 2)
+    corr = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+    assert corr < -0.9  # the reference is strongly correlated; mean-field could not say so
+    assert np.corrcoef(draws.T)[0, 1] == pytest.approx(corr, abs=0.05)
+    np.testing.assert_allclose(draws.std(axis=0), np.sqrt(np.diag(cov)), rtol=0.2)
+
+
+def test_advi_that_cannot_converge_in_its_budget_says_so(conjugate):
+    model, *_ = conjugate
+    _, check = run_vi(
+        "advi",
+        model,
+        {"mu": np.array(-50.0)},
+        n=300,
+        draws=10,
+        random_seed=0,
+        progressbar=False,
+        window=100,
+    )
+    assert not check.converged
