@@ -365,16 +365,23 @@ def build_model(
                 init = np.tile(eta_mu, (G, 1))
                 init[:, 0] += np.linspace(-1.0, 1.0, G) * eta_sd[0]
                 eta_kw = {"transform": OrderedFirstColumn(), "initval": init}
+            # Layers >= 2 are anchored: intercepts sum to zero and log noise variances have
+            # mean zero over the components. Without "ordered", both are ZeroSumNormal on the
+            # components (the exact law of iid normals minus their mean, with no redundant
+            # direction); under "ordered" the ordered transform needs the raw form.
             anchor = l >= 2
-            eta_l = pm.Normal(
-                f"eta_{l}_raw" if anchor else f"eta_{l}",
-                mu=np.tile(eta_mu, (G, 1)),
-                sigma=np.tile(eta_sd, (G, 1)),
-                dims=(comp, din),
-                **eta_kw,
-            )
-            if anchor:
-                # Location anchoring of z^(l-1): intercepts sum to zero over components.
+            zero_sum = anchor and constraint != "ordered"
+            if zero_sum:
+                eta_l = _zero_sum(f"eta_{l}", G, r_in, hyper["eta_scale"], comp, din)
+            else:
+                eta_l = pm.Normal(
+                    f"eta_{l}_raw" if anchor else f"eta_{l}",
+                    mu=np.tile(eta_mu, (G, 1)),
+                    sigma=np.tile(eta_sd, (G, 1)),
+                    dims=(comp, din),
+                    **eta_kw,
+                )
+            if anchor and not zero_sum:
                 eta_l = pm.Deterministic(
                     f"eta_{l}", eta_l - eta_l.mean(axis=0, keepdims=True), dims=(comp, din)
                 )
@@ -388,14 +395,17 @@ def build_model(
                     sigma=np.broadcast_to(lam_sd, (G, r_in, r_out)),
                     dims=(comp, din, dout),
                 )
-            psi_l = pm.LogNormal(
-                f"psi_{l}_raw" if anchor else f"psi_{l}",
-                mu=np.tile(psi_mu, (G, 1)),
-                sigma=hyper["psi_log_sd"],
-                dims=(comp, din),
-            )
-            if anchor:
-                # Scale anchoring of z^(l-1): noise variances have geometric mean one.
+            if zero_sum:
+                log_psi = _zero_sum(f"log_psi_{l}", G, r_in, hyper["psi_log_sd"], comp, din)
+                psi_l = pm.Deterministic(f"psi_{l}", pt.exp(log_psi), dims=(comp, din))
+            else:
+                psi_l = pm.LogNormal(
+                    f"psi_{l}_raw" if anchor else f"psi_{l}",
+                    mu=np.tile(psi_mu, (G, 1)),
+                    sigma=hyper["psi_log_sd"],
+                    dims=(comp, din),
+                )
+            if anchor and not zero_sum:
                 log_psi = pt.log(psi_l)
                 psi_l = pm.Deterministic(
                     f"psi_{l}",
@@ -415,6 +425,16 @@ def build_model(
             dims=("obs", "feature"),
         )
     return model
+
+
+def _zero_sum(name: str, G: int, r_in: int, sigma: float, comp: str, din: str) -> Any:
+    """``(G, r_in)`` values summing to zero over the components: ``ZeroSumNormal`` on the
+    last axis of ``{name}_zs`` (dims ``(din, comp)``), transposed into ``name``. One
+    component leaves nothing free: the values are zero."""
+    if G == 1:
+        return pm.Deterministic(name, pt.zeros((1, r_in)), dims=(comp, din))
+    raw = pm.ZeroSumNormal(f"{name}_zs", sigma=sigma, dims=(din, comp))
+    return raw.T if name.startswith("log_") else pm.Deterministic(name, raw.T, dims=(comp, din))
 
 
 def _lower_triangular_loadings(
@@ -501,9 +521,13 @@ def params_to_point(
         if f"pi_{l}" in model.named_vars and model[f"pi_{l}"] in model.free_RVs:
             point[f"pi_{l}"] = pi[l - 1]
         # Anchored values satisfy the anchoring exactly, so they are their own raw values.
-        suffix = "_raw" if l >= 2 else ""
-        point[f"eta_{l}{suffix}"] = eta[l - 1]
-        point[f"psi_{l}{suffix}"] = psi[l - 1]
+        if f"eta_{l}_zs" in model.named_vars:
+            point[f"eta_{l}_zs"] = eta[l - 1].T
+            point[f"log_psi_{l}_zs"] = np.log(psi[l - 1]).T
+        elif l == 1 or f"eta_{l}_raw" in model.named_vars:
+            suffix = "_raw" if l >= 2 else ""
+            point[f"eta_{l}{suffix}"] = eta[l - 1]
+            point[f"psi_{l}{suffix}"] = psi[l - 1]
         if constraint == "lower_triangular":
             a = lam[l - 1]
             if l == L:

@@ -33,6 +33,21 @@ def finish_tree(idata: Any, X: Array, spec: DGMMSpec) -> Any:
     ``find_MAP``'s extra groups hold objects netCDF cannot store; the MAP is the posterior,
     so they are dropped.
     """
+    if "optimizer_result" in idata.children:
+        # what the MAP's convergence rests on, kept as attributes of the posterior
+        res = idata["optimizer_result"].to_dataset()
+        summary = {
+            f"optimizer_{k}": res[k].values.item()
+            for k in ("success", "message", "nit", "nfev", "fun")
+            if k in res and res[k].ndim == 0
+        }
+        if "jac" in res:
+            summary["optimizer_max_abs_gradient"] = float(np.max(np.abs(res["jac"].values)))
+        post = idata["posterior"].to_dataset()
+        post.attrs.update(
+            {k: v if not isinstance(v, np.bool_) else int(v) for k, v in summary.items()}
+        )
+        idata["posterior"] = post
     for group in ("fit", "optimizer_result"):
         if group in idata.children:
             del idata[group]

@@ -80,7 +80,7 @@ QUICK_BUDGET: dict[str, Any] = {
     "tune": 20,
     "draws": 20,
     "max_treedepth": 4,
-    "smc_draws": 100,  # more particles than the notebooks' small model has parameters (54)
+    "smc_draws": 100,  # more particles than the notebooks' small model has parameters (50)
 }
 
 

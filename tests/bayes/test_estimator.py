@@ -444,7 +444,7 @@ def test_smc_with_fewer_particles_than_parameters_is_refused(data):
     est = BayesianDeepGaussianMixture(COMPS, FACTS, progressbar=False)
     with pytest.raises(ValueError, match=r"draws=10 particles, but the model has \d+ free"):
         est.fit(X, method="smc", draws=10)
-    # Counted by hand: per layer G (eta R_in + Lambda R_in R + psi R_in) + (G - 1) weights
-    # (the raw eta/psi of layers >= 2 carry the anchoring's redundant directions).
-    by_hand = 2 * (5 + 5 * 2 + 5) + 1 + 2 * (2 + 2 * 1 + 2) + 1
-    assert n_free_variables(est.model_) == by_hand == 54
+    # Counted by hand: per layer G (eta R_in + Lambda R_in R + psi R_in) + (G - 1) weights,
+    # where eta and log psi of layers >= 2 sum to zero over the components (G - 1 free each).
+    by_hand = 2 * (5 + 5 * 2 + 5) + 1 + (1 * 2 + 2 * 2 * 1 + 1 * 2) + 1
+    assert n_free_variables(est.model_) == by_hand == 50

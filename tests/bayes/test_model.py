@@ -306,16 +306,20 @@ def test_prior_keys_documented_in_the_study_spec():
 
 
 def test_raw_redundant_directions_leave_the_likelihood_unchanged():
-    # A common shift of eta_l_raw (and of log psi_l_raw) over the components is the anchoring's
+    # The raw anchoring is what "ordered" uses (without a constraint the latent layers are
+    # ZeroSumNormal and have no such direction). A common shift of eta_l_raw (and of log psi_l_raw) over the components is the anchoring's
     # redundant direction: the pointwise likelihood must not move, the prior must.
-    c = Compiled(3, None)
+    c = Compiled(3, "ordered")
     base = c.random_points(1, seed=5)[0]
     _, prior0, pointwise0, _ = c.evaluate(base)
     moved = dict(base)
     rng = np.random.default_rng(0)
     for l in (2, 3):
-        shift = rng.normal(size=base[f"eta_{l}_raw"].shape[1])
-        moved[f"eta_{l}_raw"] = base[f"eta_{l}_raw"] + shift
+        key = f"eta_{l}_raw_ordered_first_column__"
+        shift = rng.normal(size=base[key].shape[1])
+        # on the ordered scale a common shift moves the first column's start only
+        moved[key] = base[key] + np.where(np.arange(base[key].shape[0])[:, None] == 0, shift, 0)
+        moved[key][:, 1:] = base[key][:, 1:] + shift[1:]
         moved[f"psi_{l}_raw_log__"] = base[f"psi_{l}_raw_log__"] + rng.normal(
             size=base[f"psi_{l}_raw_log__"].shape[1]
         )
@@ -325,3 +329,31 @@ def test_raw_redundant_directions_leave_the_likelihood_unchanged():
     for l in (1, 2):
         np.testing.assert_allclose(params1.eta[l].sum(axis=0), 0.0, atol=1e-10)
         np.testing.assert_allclose(np.log(params1.psi[l]).mean(axis=0), 0.0, atol=1e-12)
+
+
+def test_latent_layers_are_zero_sum_without_redundant_directions():
+    # Without a constraint the anchored eta_l, log psi_l (l >= 2) are ZeroSumNormal over the
+    # components: (G - 1) free values per coordinate instead of G, and their prior is the law
+    # of G iid normals minus their mean, i.e. N(0, sigma^2) in orthonormal coordinates of the
+    # zero-sum subspace (the reference below, built with numpy and scipy).
+    from scipy.stats import norm
+
+    zs, raw = Compiled(3, None), Compiled(3, "ordered")
+    n_zs = sum(np.size(v) for v in zs.random_points(1, seed=0)[0].values())
+    n_raw = sum(np.size(v) for v in raw.random_points(1, seed=0)[0].values())
+    comps, facts = ARCHS[3]
+    dims = (J, *facts)
+    assert n_raw - n_zs == sum(2 * dims[l - 1] for l in (2, 3))  # one per coordinate, twice
+    m = zs.model
+    point = zs.random_points(1, seed=1)[0]
+    eta2 = zs.evaluate(point)[3].eta[1]  # (G, r_in), as the model computes it
+    np.testing.assert_allclose(eta2.sum(axis=0), 0.0, atol=1e-12)
+    G = comps[1]
+    basis = np.linalg.svd(np.eye(G) - 1.0 / G)[0][:, : G - 1]  # orthonormal, sums to zero
+    sigma = PRIOR_DEFAULTS["eta_scale"]
+    expected = norm.logpdf(eta2.T @ basis, scale=sigma).sum()
+    value = m.rvs_to_values[m["eta_2_zs"]]
+    prior = m.compile_fn(m.logp(vars=[m["eta_2_zs"]], jacobian=True), inputs=[value])(
+        {value.name: point[value.name]}
+    )
+    assert float(prior) == pytest.approx(expected, rel=1e-6)  # a wrong constant is O(1)

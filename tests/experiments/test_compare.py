@@ -88,7 +88,7 @@ def test_method_the_budget_cannot_run_is_reported_not_fatal(tiny, tmp_path):
         )
     assert [r["method"] for r in rows] == ["gmm", "smc"]
     assert "ari_path" in rows[0]
-    assert "draws=10 particles, but the model has 54 free parameters" in rows[1]["skipped"]
+    assert "draws=10 particles, but the model has 50 free parameters" in rows[1]["skipped"]
     report = (tmp_path / "report.md").read_text()
     assert "Not run at this budget" in report and "**smc**" in report
     assert not list((tmp_path / "runs").glob("compare-smc*"))  # a rerun will try again
