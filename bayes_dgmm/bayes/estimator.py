@@ -55,6 +55,7 @@ from bayes_dgmm.bayes.model import CONSTRAINTS, build_model, resolve_priors
 from bayes_dgmm.bayes.postprocess import (
     MAX_PREDICT_DRAWS,
     finish_tree,
+    fit_convergence,
     labels_dataset,
     posterior_params,
 )
@@ -108,6 +109,11 @@ class BayesianDeepGaussianMixture:
         The model, built at the first fit and reused while the data keep their shape.
     method_ : str
     spec_ : DGMMSpec
+    converged_ : bool
+        Whether the fit met its method's own criterion (``convergence_["criterion"]``).
+    convergence_ : dict
+        That criterion and its figures (:func:`bayes_dgmm.bayes.postprocess.fit_convergence`):
+        for the samplers r_hat and bulk ESS of identified quantities and the divergences.
     """
 
     # validated at fit, as scikit-learn's estimators do (see DeepGaussianMixture)
@@ -184,10 +190,13 @@ class BayesianDeepGaussianMixture:
 
         Parameters
         ----------
-        method : {"map", "advi", "fullrank_advi", "nuts", "nutpie", "smc"}
-            ``map``: ``pm.find_MAP`` (the posterior holds one draw). ``advi`` /
-            ``fullrank_advi``: ``pm.fit`` (keyword ``n``, default 20000 iterations), then
-            ``draws`` (default 1000) draws of the approximation. ``nuts``: ``pm.sample``.
+        method : {"map", "laplace", "advi", "fullrank_advi", "nuts", "nutpie", "smc"}
+            ``map``: ``pm.find_MAP`` (the posterior holds one draw). ``laplace``: a Gaussian
+            at the mode (``find_MAP`` refined by Newton steps), ``draws`` (1000) draws
+            (:mod:`bayes_dgmm.bayes.backends.laplace`). ``advi`` / ``fullrank_advi``: ADVI
+            from the diagonal Laplace scale until the ELBO stops improving, at most ``n``
+            (20000) iterations, then ``draws`` (1000) draws of q
+            (:mod:`bayes_dgmm.bayes.backends.vi`). ``nuts``: ``pm.sample``.
             ``nutpie``: nutpie's Rust NUTS (a core dependency) on the log density compiled
             by PyTensor's C backend (:mod:`bayes_dgmm.bayes.backends.nutpie`; nutpie's own
             route through Numba compiled the study model in ~220 s and ran ~10x slower).
@@ -245,6 +254,8 @@ class BayesianDeepGaussianMixture:
         self.n_features_in_ = X.shape[1]
         self._set_params()
         idata["labels"] = labels_dataset(self.predict_proba(X), spec.n_components)
+        self.convergence_ = fit_convergence(idata, method)
+        self.converged_ = bool(self.convergence_["converged"])
 
     # ------------------------------------------------------------------ results
     def _set_params(self) -> None:
@@ -332,6 +343,8 @@ class BayesianDeepGaussianMixture:
         est.method_ = saved.method
         est.n_features_in_ = saved.n_features_in
         est._set_params()
+        est.convergence_ = fit_convergence(est.idata_, est.method_)
+        est.converged_ = bool(est.convergence_["converged"])
         return est
 
 

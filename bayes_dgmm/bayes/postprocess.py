@@ -62,6 +62,43 @@ def finish_tree(idata: Any, X: Array, spec: DGMMSpec) -> Any:
     return idata
 
 
+def fit_convergence(idata: Any, method: str) -> dict[str, Any]:
+    """Whether a fit met its method's own convergence criterion, with the figures.
+
+    ``map``: scipy's L-BFGS-B reported success; ``laplace``: the Hessian at the mode is
+    positive definite and a Newton step would gain < 0.1 nats; ``advi``/``fullrank_advi``:
+    the ELBO stopped improving (:class:`~bayes_dgmm.bayes.backends.vi.ELBOConvergence`);
+    samplers: r_hat and ESS of identified quantities, divergences
+    (:func:`~bayes_dgmm.diagnostics.posterior.sampler_convergence`).
+    """
+    attrs = idata["posterior"].attrs
+    if method == "map":
+        return {
+            "converged": bool(attrs.get("optimizer_success", False)),
+            "criterion": "scipy L-BFGS-B success",
+            "message": str(attrs.get("optimizer_message", "")),
+            "max_abs_gradient": float(attrs.get("optimizer_max_abs_gradient", np.nan)),
+        }
+    if method == "laplace":
+        return {
+            "converged": bool(attrs["laplace_converged"]),
+            "criterion": str(attrs["laplace_criterion"]),
+            "newton_decrement": float(attrs["laplace_newton_decrement"]),
+            "nonpositive_eigenvalues": int(attrs["laplace_nonpositive_eigenvalues"]),
+        }
+    if method in ("advi", "fullrank_advi"):
+        loss = idata["loss"].attrs
+        return {
+            "converged": bool(loss.get("converged", 0)),
+            "criterion": str(loss.get("criterion", "")),
+            "iterations": int(loss.get("iterations", 0)),
+            "last_window_gain": float(loss.get("last_window_gain", np.nan)),
+        }
+    from bayes_dgmm.diagnostics.posterior import sampler_convergence
+
+    return sampler_convergence(idata)
+
+
 def pointwise_log_likelihood(posterior: xr.Dataset, X: Array, spec: DGMMSpec) -> xr.Dataset:
     """Pointwise log-likelihood ``x`` (chain, draw, obs) of every posterior draw.
 

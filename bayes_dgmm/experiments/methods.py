@@ -6,8 +6,8 @@
 - ``"exact"``: the exact EM on the marginal likelihood, with the package's default start;
 - ``"gmm"``: a full-covariance Gaussian mixture with one component per path (a baseline
   that ignores the deep structure; scikit-learn, the study's mclust VVV);
-- ``"map"``, ``"advi"``, ``"fullrank_advi"``, ``"nuts"``, ``"nutpie"``, ``"smc"``: the
-  Bayesian model of :mod:`bayes_dgmm.bayes.model`, started from an exact-EM fit;
+- ``"map"``, ``"laplace"``, ``"advi"``, ``"fullrank_advi"``, ``"nuts"``, ``"nutpie"``,
+  ``"smc"``: the Bayesian model of :mod:`bayes_dgmm.bayes.model`, started from an exact-EM fit;
 
 and returns a :class:`MethodResult`: the point estimate, the partition, log-likelihood, BIC,
 wall time and the partitions of its restarts or chains (to count the distinct modes).
@@ -295,6 +295,8 @@ def bayes_method_kwargs(method: str, b: Mapping[str, Any], n_jobs: int) -> dict[
     """Keyword arguments of ``BayesianDeepGaussianMixture.fit`` for a budget."""
     if method == "map":
         return {"maxiter": int(b["map_maxiter"])}
+    if method == "laplace":
+        return {"maxiter": int(b["map_maxiter"]), "draws": int(b["vi_draws"])}
     if method in ("advi", "fullrank_advi"):
         return {"n": int(b["advi_iterations"]), "draws": int(b["vi_draws"])}
     # A tree depth of 6 (64 leapfrog steps) rather than 10 bounds the cost of a draw; the

@@ -112,3 +112,22 @@ def test_advi_that_cannot_converge_in_its_budget_says_so(conjugate):
         window=100,
     )
     assert not check.converged
+
+
+def test_laplace_draws_the_exact_gaussian_posterior(regression):
+    from bayes_dgmm.bayes.backends.laplace import negative_hessian, run_laplace
+    from bayes_dgmm.bayes.backends.nutpie import compile_flat_logp_grad
+
+    model, mean, cov = regression
+    fn, _ = compile_flat_logp_grad(model)
+    # the Hessian of a Gaussian log density is its precision, everywhere
+    np.testing.assert_allclose(negative_hessian(fn, mean + 1.0), np.linalg.inv(cov), rtol=1e-5)
+    idata = run_laplace(model, {"beta": mean + 0.5}, draws=4000, random_seed=0)
+    post = idata["posterior"]
+    assert post.attrs["laplace_converged"] == 1
+    assert post.attrs["laplace_newton_decrement"] < 0.1
+    draws = post["beta"].values.reshape(-1, 2)
+    se = np.sqrt(np.diag(cov) / 4000)
+    np.testing.assert_array_less(np.abs(draws.mean(axis=0) - mean), 5 * se)
+    np.testing.assert_allclose(np.cov(draws.T), cov, rtol=0.1, atol=0.1 * np.abs(cov).max())
+    assert "observed_data" in idata.children

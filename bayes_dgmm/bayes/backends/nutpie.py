@@ -45,15 +45,7 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
 
     mode = mode or compile_mode()
     logp_fn, n_dim = compile_flat_logp_grad(model, mode)
-    joined, replacements = _joined_input(model)
-
-    # What nutpie stores per draw: every free variable on its own (constrained) scale and
-    # every deterministic, named as in the model.
-    outputs = [*model.free_RVs, *model.deterministics]
-    names = [o.name for o in outputs]
-    expand_graph = clone_replace(model.replace_rvs_by_values(outputs), replacements)
-    with model:
-        expand_fn = compile_pymc([joined], expand_graph, mode=mode)
+    expand_fn, names = compile_flat_expand(model, mode)
     out_shapes = [tuple(np.shape(a)) for a in expand_fn(np.zeros(n_dim))]
 
     # nutpie runs chains in threads. A compiled PyTensor function is not thread-safe (its
@@ -126,6 +118,38 @@ def compile_flat_logp_grad(model: Any, mode: str | None = None) -> tuple[Any, in
     with model:
         fn = compile_pymc([joined], [logp_j, grad_j], mode=mode or compile_mode())
     return fn, int(joined.type.shape[0])
+
+
+def compile_flat_expand(model: Any, mode: str | None = None) -> tuple[Any, list[str]]:
+    """``f(x) -> [values]`` of every free variable on its own (constrained) scale and every
+    deterministic, from one flat unconstrained vector; and their names (as in the model)."""
+    joined, replacements = _joined_input(model)
+    outputs = [*model.free_RVs, *model.deterministics]
+    expand_graph = clone_replace(model.replace_rvs_by_values(outputs), replacements)
+    with model:
+        fn = compile_pymc([joined], expand_graph, mode=mode or compile_mode())
+    return fn, [o.name for o in outputs]
+
+
+def posterior_dataset(model: Any, names: list[str], values: list[Any]) -> Any:
+    """An ``xarray.Dataset`` (chain, draw, *dims) of draws named and dimensioned as in the
+    model; ``values[k]`` holds variable ``names[k]`` with leading (chain, draw) axes."""
+    import xarray as xr
+
+    data = {}
+    coords: dict[str, Any] = {}
+    for name, value in zip(names, values, strict=True):
+        dims = tuple(model.named_vars_to_dims.get(name, ()))
+        arr = np.asarray(value, dtype=np.float64)
+        if len(dims) != arr.ndim - 2:
+            dims = tuple(f"{name}_dim_{i}" for i in range(arr.ndim - 2))
+        data[name] = xr.DataArray(arr, dims=("chain", "draw", *dims))
+        for d, size in zip(dims, arr.shape[2:], strict=True):
+            if d in model.coords and model.coords[d] is not None:
+                coords[d] = np.asarray(model.coords[d])
+            else:
+                coords.setdefault(d, np.arange(size))
+    return xr.Dataset(data, coords=coords)
 
 
 def flatten_point(model: Any, point: Mapping[str, Any]) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""PyMC's own inference routes: ``find_MAP``, ADVI (mean-field and full-rank), NUTS, SMC."""
+"""PyMC's own inference routes: ``find_MAP``, Laplace, ADVI (mean-field and full-rank), NUTS,
+SMC."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pymc.initial_point import make_initial_point_fn
 from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm._validation import BudgetError, RandomLike
+from bayes_dgmm.bayes.backends.laplace import run_laplace
 from bayes_dgmm.bayes.backends.nutpie import n_free_variables
 from bayes_dgmm.bayes.backends.vi import run_vi
 from bayes_dgmm.bayes.model import compile_mode
@@ -46,6 +48,13 @@ def run_pymc(
             progressbar=bar,
             return_inferencedata=True,
             **kw,
+        )
+    if method == "laplace":
+        if start is None:
+            start = jittered_start(model, seed)
+        kw.pop("compile_kwargs", None)
+        return run_laplace(
+            model, start, draws=int(kw.pop("draws", 1000)), random_seed=seed, progressbar=bar, **kw
         )
     if method in ("advi", "fullrank_advi"):
         n = int(kw.pop("n", 20000))

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from pymc.variational.callbacks import Callback
 
 from bayes_dgmm._validation import RandomLike
+from bayes_dgmm.bayes.backends.laplace import negative_hessian
 from bayes_dgmm.bayes.backends.nutpie import compile_flat_logp_grad, flatten_point
 from bayes_dgmm.bayes.model import transformed_point
 
@@ -69,17 +70,12 @@ def laplace_sd(model: Any, start: Mapping[str, Any]) -> Array:
     """Diagonal Laplace standard deviations at ``start`` on the unconstrained scale (flat,
     in ``model.free_RVs`` order): ``1 / sqrt(-d2 logp / d theta_i^2)``, the second
     derivatives by forward differences of the compiled gradient (one gradient per
-    coordinate). For a Gaussian posterior these are exactly mean-field VI's optimal sds.
+    coordinate, :func:`~bayes_dgmm.bayes.backends.laplace.negative_hessian`). For a
+    Gaussian posterior these are exactly mean-field VI's optimal sds.
     """
     fn, _ = compile_flat_logp_grad(model)
     x0 = flatten_point(model, transformed_point(model, start))
-    _, g0 = fn(x0)
-    h = 1e-6 * (1.0 + np.abs(x0))
-    curv = np.empty_like(x0)
-    for i in range(x0.size):
-        x = x0.copy()
-        x[i] += h[i]
-        curv[i] = -(fn(x)[1][i] - g0[i]) / h[i]
+    curv = np.diag(negative_hessian(fn, x0)).copy()
     good = np.isfinite(curv) & (curv > 0)
     if not good.all():
         logger.warning(
