@@ -101,10 +101,10 @@ class BayesianDeepGaussianMixture:
     idata_ : xarray.DataTree
         The fit (groups in the module docstring).
     params_ : DGMMParams
-        Point estimate: the MAP for ``method="map"``, otherwise the posterior mean of each
-        parameter over all chains and draws. Under label switching (``constraint=None`` with
-        chains in different labellings) the mean mixes components; use a constraint or
-        :meth:`predict_proba`, which averages per-draw classifications.
+        Point estimate: the MAP for ``method="map"``, otherwise the draw of highest total
+        log-likelihood over all chains (a mean of draws is no DGMM when they differ by a
+        rotation or a relabelling). :meth:`predict_proba` averages per-draw
+        classifications instead.
     model_ : pymc.Model
         The model, built at the first fit and reused while the data keep their shape.
     method_ : str
@@ -260,7 +260,11 @@ class BayesianDeepGaussianMixture:
     # ------------------------------------------------------------------ results
     def _set_params(self) -> None:
         posterior = self.idata_["posterior"].to_dataset()
-        self._draw_params, self.params_ = posterior_params(posterior, self.spec_.n_layers)
+        self._draw_params, self.params_ = posterior_params(
+            posterior,
+            self.spec_.n_layers,
+            self.idata_["sample_stats"]["log_likelihood_total"],
+        )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "idata_"):

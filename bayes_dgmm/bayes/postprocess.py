@@ -125,10 +125,15 @@ def pointwise_log_likelihood(posterior: xr.Dataset, X: Array, spec: DGMMSpec) ->
     )
 
 
-def posterior_params(posterior: xr.Dataset, n_layers: int) -> tuple[list[DGMMParams], DGMMParams]:
-    """At most :data:`MAX_PREDICT_DRAWS` evenly thinned draws, and the posterior mean.
+def posterior_params(
+    posterior: xr.Dataset, n_layers: int, log_likelihood_total: xr.DataArray
+) -> tuple[list[DGMMParams], DGMMParams]:
+    """At most :data:`MAX_PREDICT_DRAWS` evenly thinned draws, and the point estimate: the
+    draw of highest total log-likelihood.
 
-    The mean is taken over all chains and draws of each parameter on its own.
+    Not the posterior mean: loadings are identified only up to rotations and labels up to
+    permutations, so an average of draws that differ by either is a DGMM far from all of
+    them; the best draw is a distribution the model can have.
     """
     names = named_variables(n_layers)
     post = posterior[names]
@@ -136,15 +141,9 @@ def posterior_params(posterior: xr.Dataset, n_layers: int) -> tuple[list[DGMMPar
     flat = post.stack(sample=("chain", "draw")).transpose("sample", ...)
     keep = np.unique(np.linspace(0, total - 1, min(total, MAX_PREDICT_DRAWS)).round().astype(int))
     draws = [point_to_params({k: flat[k].values[i] for k in names}) for i in keep]
-    # numpy on C-ordered copies: the same mean whatever the arrays' memory layout (a
-    # loaded file must give bit-identical parameters).
-    mean = point_to_params(
-        {
-            k: np.ascontiguousarray(post[k].values).reshape(total, *post[k].shape[2:]).mean(0)
-            for k in names
-        }
-    )
-    return draws, mean
+    ll = log_likelihood_total.transpose("chain", "draw").values.ravel()
+    best = int(np.argmax(ll))
+    return draws, point_to_params({k: flat[k].values[best] for k in names})
 
 
 def labels_dataset(proba: Array, n_components: Sequence[int]) -> xr.Dataset:

@@ -365,11 +365,9 @@ def _run_bayes(
     )
     seconds = time.perf_counter() - t0
     draws, shape = posterior_draws(est.idata_)
-    # Point estimate: the draw with the highest log-likelihood. The posterior mean is no
-    # estimate here: loadings are identified only up to rotations, so averaging draws that
-    # differ by a rotation gives parameters far from any of them.
+    # the estimator's point estimate: the draw with the highest log-likelihood
     total = est.idata_["sample_stats"]["log_likelihood_total"].transpose("chain", "draw")
-    params = draws[int(np.argmax(total.values.ravel()))]
+    params = est.params_
     loglik = params.score(X)
     k = n_free_parameters(X.shape[1], spec.n_components, spec.n_factors)
     if shape[0] > 1:

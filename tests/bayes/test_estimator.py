@@ -80,6 +80,21 @@ def test_fit_groups_and_dims(fitted, data):
     assert isinstance(fitted.params_, DGMMParams)
 
 
+def test_point_estimate_is_the_draw_of_highest_likelihood(fitted, data):
+    # numpy's score_samples of every draw, not the model's compiled likelihood
+    _, X, _ = data
+    post = fitted.idata_["posterior"].to_dataset()
+    best, best_ll = None, -np.inf
+    for c in range(post.sizes["chain"]):
+        for d in range(post.sizes["draw"]):
+            p = DGMMParams.from_named(post.isel(chain=c, draw=d), renormalise=True)
+            ll = p.score_samples(X).sum()
+            if ll > best_ll:
+                best, best_ll = p, ll
+    assert fitted.params_.score_samples(X).sum() == pytest.approx(best_ll, rel=1e-9)
+    assert fitted.params_ == best
+
+
 def test_log_likelihood_is_the_dgmm_density(fitted, data):
     from bayes_dgmm.bayes.model import point_to_params
 

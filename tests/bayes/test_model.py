@@ -307,8 +307,9 @@ def test_prior_keys_documented_in_the_study_spec():
 
 def test_raw_redundant_directions_leave_the_likelihood_unchanged():
     # The raw anchoring is what "ordered" uses (without a constraint the latent layers are
-    # ZeroSumNormal and have no such direction). A common shift of eta_l_raw (and of log psi_l_raw) over the components is the anchoring's
-    # redundant direction: the pointwise likelihood must not move, the prior must.
+    # ZeroSumNormal and have no such direction). A common shift of eta_l_raw (and of
+    # log psi_l_raw) over the components is the anchoring's redundant direction: the
+    # pointwise likelihood must not move, the prior must.
     c = Compiled(3, "ordered")
     base = c.random_points(1, seed=5)[0]
     _, prior0, pointwise0, _ = c.evaluate(base)

@@ -139,7 +139,10 @@ def run_vi(
         diag = rows == cols
         tril = np.where(diag, _softplus_inv(sd[rows]), 0.0)
         group.params_dict["L_tril"].set_value(tril)
-        step = {"mu": MEAN_STEP * sd, "L_tril": np.where(diag, SCALE_STEP, MEAN_STEP * sd[rows])}
+        # Each of the d(d-1)/2 off-diagonal entries adds to its row's variance: steps of
+        # MEAN_STEP sd / d keep one iteration's random-walk growth of a row below sd^2 / d.
+        off = MEAN_STEP * sd[rows] / d
+        step = {"mu": MEAN_STEP * sd, "L_tril": np.where(diag, SCALE_STEP, off)}
     check = ELBOConvergence(window=window)
     callbacks = [*kw.pop("callbacks", []), check]
     kw.setdefault("obj_optimizer", _scaled_adagrad(step))
