@@ -463,3 +463,17 @@ def test_smc_with_fewer_particles_than_parameters_is_refused(data):
     # where eta and log psi of layers >= 2 sum to zero over the components (G - 1 free each).
     by_hand = 2 * (5 + 5 * 2 + 5) + 1 + (1 * 2 + 2 * 2 * 1 + 1 * 2) + 1
     assert n_free_variables(est.model_) == by_hand == 50
+
+
+def test_nutpie_runs_chains_in_threads(data):
+    # A real (short) nutpie run with two chains on two cores: they share one compiled
+    # density, and every draw expands to C-contiguous arrays (eta_2 is a transpose)
+    truth, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
+    est.fit(X, method="nutpie", init=truth, draws=5, tune=5, chains=2, cores=2)
+    post = est.idata_["posterior"]
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 5
+    np.testing.assert_allclose(post["eta_2"].sum("component_2"), 0.0, atol=1e-10)
+    assert np.isfinite(est.idata_["sample_stats"]["log_likelihood_total"]).all()
+    assert set(est.convergence_) >= {"converged", "max_rhat", "min_ess_bulk", "divergences"}
+    assert not est.converged_  # five draws cannot give 400 effective ones

@@ -58,7 +58,7 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
         def logp_and_grad(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
             with lock:
                 value, gradient = logp_fn(x)
-                return float(value), np.array(gradient, dtype=np.float64)
+                return float(value), np.array(gradient, dtype=np.float64, order="C")
 
         return logp_and_grad
 
@@ -66,7 +66,7 @@ def compile_nutpie_model(model: Any, mode: str | None = None) -> Any:
         def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
             with lock:
                 return {
-                    n: np.array(a, dtype=np.float64)
+                    n: np.array(a, dtype=np.float64, order="C")
                     for n, a in zip(names, expand_fn(x), strict=True)
                 }
 
