@@ -7,12 +7,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.utils._param_validation import (
-    Interval,
-    InvalidParameterError,
-    Options,
-    make_constraint,
-)
 
 RandomLike = int | np.integer | np.random.Generator | np.random.RandomState | None
 
@@ -208,6 +202,9 @@ def check_declared(constraints: dict[str, list[Any]], params: dict[str, Any], ca
         (a ValueError and TypeError) naming the first parameter that meets none of its
         constraints, its value and what it may be.
     """
+    # imported here: the command line reads this module at start-up without scikit-learn
+    from sklearn.utils._param_validation import InvalidParameterError, make_constraint
+
     for name, allowed in constraints.items():
         if name not in params:
             continue
@@ -222,12 +219,16 @@ def check_declared(constraints: dict[str, list[Any]], params: dict[str, Any], ca
 
 
 def _satisfied(constraint: Any, value: Any) -> bool:
+    from sklearn.utils._param_validation import Interval
+
     if isinstance(value, bool | np.bool_) and isinstance(constraint, Interval):
         return False
     return bool(constraint.is_satisfied_by(value))
 
 
 def _describe(constraint: Any) -> str:
+    from sklearn.utils._param_validation import Options
+
     if isinstance(constraint, Options):
         return f"one of {tuple(sorted(constraint.options, key=str))}"
     return str(constraint)

@@ -217,6 +217,7 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         c
         for c in (
             "method",
+            "converged",
             "ari_path",
             "ari_layer_1",
             "ari_layer_2",

@@ -68,6 +68,7 @@ def summarise(
             row.update({f"ari_{k}": v for k, v in aris.items()})
     row.update(
         {
+            "converged": result.converged,
             "log_likelihood": result.log_likelihood,
             "bic": result.bic,
             "seconds": result.seconds,
@@ -244,7 +245,12 @@ def _report(
         f"({spec.n_paths} paths). Budgets: "
         + ", ".join(f"{k} = {v}" for k, v in budget.items())
         + ". BIC = -2 log L + k log N (smaller is better). `n_modes` counts the distinct "
-        "partitions (mutual ARI < 0.95) among a method's restarts or chains.",
+        "partitions (mutual ARI < 0.95) among a method's restarts or chains. `converged` "
+        "says whether the method's own criterion held at this budget (EM: Aitken's "
+        "estimate of the gain left; ADVI: the ELBO stopped improving; Laplace: a positive "
+        "definite Hessian and a Newton decrement < 0.1; NUTS and SMC: r_hat < 1.01 and "
+        "bulk ESS > 400 of identified quantities, no divergence); the figures of a row "
+        "with `converged` False are those of an unconverged run.",
     )
     report.section("Table")
     report.table([r for r in table if "skipped" not in r])
