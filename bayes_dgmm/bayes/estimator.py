@@ -101,19 +101,16 @@ class BayesianDeepGaussianMixture:
     idata_ : xarray.DataTree
         The fit (groups in the module docstring).
     params_ : DGMMParams
-        Point estimate: the MAP for ``method="map"``, otherwise the draw of highest total
-        log-likelihood over all chains (a mean of draws is no DGMM when they differ by a
-        rotation or a relabelling). :meth:`predict_proba` averages per-draw
-        classifications instead.
+        Point estimate: the draw of highest total log-likelihood (the MAP for ``"map"``); a
+        mean of draws is no DGMM when they differ by a rotation or a relabelling.
     model_ : pymc.Model
         The model, built at the first fit and reused while the data keep their shape.
     method_ : str
     spec_ : DGMMSpec
-    converged_ : bool
-        Whether the fit met its method's own criterion (``convergence_["criterion"]``).
-    convergence_ : dict
-        That criterion and its figures (:func:`bayes_dgmm.bayes.postprocess.fit_convergence`):
-        for the samplers r_hat and bulk ESS of identified quantities and the divergences.
+    converged_ : bool, whether the fit met its method's own convergence criterion
+    convergence_ : dict, that criterion and its figures
+        (:func:`bayes_dgmm.bayes.postprocess.fit_convergence`; samplers: r_hat and bulk ESS
+        of identified quantities, divergences)
     """
 
     # validated at fit, as scikit-learn's estimators do (see DeepGaussianMixture)
@@ -160,26 +157,10 @@ class BayesianDeepGaussianMixture:
         est._spec = spec
         return est
 
-    # ------------------------------------------------------------------ helpers
     def _get_model(self, X: Array, spec: DGMMSpec) -> Any:
-        key = (
-            spec.to_toml(),
-            json.dumps(resolve_priors(spec.priors, self.priors), sort_keys=True),
-            self.constraint,
-            X.shape[1],
+        self.model_, self._model_key = _model_for(
+            X, spec, self.priors, self.constraint, getattr(self, "model_", None), self._model_key
         )
-        if self._model_key == key:
-            # Same architecture and priors: reuse the model (and PyMC's compiled functions);
-            # only the data change.
-            if X.shape[0] != self.model_["X"].get_value().shape[0] or not np.array_equal(
-                X, self.model_["X"].get_value()
-            ):
-                logger.info("reusing the model with new data (N=%d)", X.shape[0])
-                pm.set_data({"X": X}, model=self.model_, coords={"obs": np.arange(X.shape[0])})
-            return self.model_
-        # The priors scale with the data, so a new data set also gets a new model.
-        self.model_ = build_model(X, spec, priors=self.priors, constraint=self.constraint)
-        self._model_key = key
         return self.model_
 
     # ------------------------------------------------------------------ fit
@@ -191,16 +172,12 @@ class BayesianDeepGaussianMixture:
         Parameters
         ----------
         method : {"map", "laplace", "advi", "fullrank_advi", "nuts", "nutpie", "smc"}
-            ``map``: ``pm.find_MAP`` (the posterior holds one draw). ``laplace``: a Gaussian
-            at the mode (``find_MAP`` refined by Newton steps), ``draws`` (1000) draws
-            (:mod:`bayes_dgmm.bayes.backends.laplace`). ``advi`` / ``fullrank_advi``: ADVI
-            from the diagonal Laplace scale until the ELBO stops improving, at most ``n``
-            (20000) iterations, then ``draws`` (1000) draws of q
-            (:mod:`bayes_dgmm.bayes.backends.vi`). ``nuts``: ``pm.sample``.
-            ``nutpie``: nutpie's Rust NUTS (a core dependency) on the log density compiled
-            by PyTensor's C backend (:mod:`bayes_dgmm.bayes.backends.nutpie`; nutpie's own
-            route through Numba compiled the study model in ~220 s and ran ~10x slower).
-            ``smc``: ``pm.sample_smc`` (starts from prior draws; ``init`` is ignored).
+            ``map``: ``pm.find_MAP`` (one draw); ``laplace``: a Gaussian at the Newton-refined
+            mode, ``draws`` (1000) draws; ``advi``/``fullrank_advi``: ADVI from the diagonal
+            Laplace scale until the ELBO stops improving (at most ``n``, 20000, iterations),
+            ``draws`` (1000) draws of q; ``nuts``: ``pm.sample``; ``nutpie``: nutpie's NUTS on
+            the C-backend density; ``smc``: ``pm.sample_smc`` (from the prior; ``init``
+            ignored). Each route and its convergence criterion: ``docs/bayesian-model.md``.
         init : None, "em", DGMMParams or an object with ``params_``
             Start. ``None``: PyMC's default start with U(-1, 1) jitter on the unconstrained
             scale (the unjittered default has all components equal, a saddle). ``"em"``: fit
@@ -254,8 +231,6 @@ class BayesianDeepGaussianMixture:
         self.n_features_in_ = X.shape[1]
         self._set_params()
         idata["labels"] = labels_dataset(self.predict_proba(X), spec.n_components)
-        self.convergence_ = fit_convergence(idata, method)
-        self.converged_ = bool(self.convergence_["converged"])
 
     # ------------------------------------------------------------------ results
     def _set_params(self) -> None:
@@ -265,6 +240,8 @@ class BayesianDeepGaussianMixture:
             self.spec_.n_layers,
             self.idata_["sample_stats"]["log_likelihood_total"],
         )
+        self.convergence_ = fit_convergence(self.idata_, self.method_)
+        self.converged_ = bool(self.convergence_["converged"])
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "idata_"):
@@ -347,9 +324,34 @@ class BayesianDeepGaussianMixture:
         est.method_ = saved.method
         est.n_features_in_ = saved.n_features_in
         est._set_params()
-        est.convergence_ = fit_convergence(est.idata_, est.method_)
-        est.converged_ = bool(est.convergence_["converged"])
         return est
+
+
+def _model_for(
+    X: Array,
+    spec: DGMMSpec,
+    priors: Mapping[str, Any] | None,
+    constraint: str | None,
+    model: Any,
+    model_key: tuple[Any, ...] | None,
+) -> tuple[Any, tuple[Any, ...]]:
+    """The model for ``X`` and its cache key: ``model`` itself when the architecture, priors
+    and constraint are those of ``model_key`` (then only the data are swapped, keeping
+    PyMC's compiled functions), else a new one."""
+    key = (
+        spec.to_toml(),
+        json.dumps(resolve_priors(spec.priors, priors), sort_keys=True),
+        constraint,
+        X.shape[1],
+    )
+    if model is not None and model_key == key:
+        old = model["X"].get_value()
+        if X.shape[0] != old.shape[0] or not np.array_equal(X, old):
+            logger.info("reusing the model with new data (N=%d)", X.shape[0])
+            pm.set_data({"X": X}, model=model, coords={"obs": np.arange(X.shape[0])})
+        return model, key
+    # The priors scale with the data, so a new data set also gets a new model.
+    return build_model(X, spec, priors=priors, constraint=constraint), key
 
 
 def _architecture_spec(
