@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 #: The mode is reached when a Newton step would gain less than this (nats).
 DECREMENT_TOL = 0.1
+#: Least curvature (-d2 logp along an eigenvector of the Hessian) a draw's direction gets:
+#: an sd of at most 1 on the unconstrained scale.
+MIN_CURVATURE = 1.0
 NEWTON_STEPS = 20
 
 
@@ -91,7 +94,8 @@ def run_laplace(
     Returns a DataTree with ``posterior`` (one chain of ``draws`` draws of the Gaussian,
     mapped to every variable's own scale), ``observed_data``, and the criterion's figures as
     posterior attributes (``laplace_converged``, ``laplace_newton_decrement``,
-    ``laplace_nonpositive_eigenvalues``, ``laplace_min_eigenvalue``).
+    ``laplace_nonpositive_eigenvalues``, ``laplace_min_eigenvalue``, and
+    ``laplace_flat_directions``, those drawn with sd 1 for want of curvature).
     """
     map_kwargs.setdefault("compile_kwargs", {"mode": compile_mode()})
     with warnings.catch_warnings():
@@ -122,8 +126,10 @@ def run_laplace(
             ConvergenceWarning,
             stacklevel=3,
         )
-    floor = float(w[w > 0].min()) if np.any(w > 0) else 1.0
-    w_used = np.where(w > 0, w, floor)
+    # A direction of curvature below MIN_CURVATURE (negative ones included) has no useful
+    # Gaussian: it is drawn with sd 1/sqrt(MIN_CURVATURE) and counted.
+    flat_dirs = int(np.sum(w < MIN_CURVATURE))
+    w_used = np.maximum(w, MIN_CURVATURE)
     rng = np.random.default_rng(random_seed)
     flat = x + (rng.standard_normal((int(draws), x.size)) / np.sqrt(w_used)) @ V.T
     expand, names = compile_flat_expand(model)
@@ -136,6 +142,7 @@ def run_laplace(
         laplace_newton_steps=int(steps),
         laplace_nonpositive_eigenvalues=bad,
         laplace_min_eigenvalue=float(w.min()),
+        laplace_flat_directions=flat_dirs,
         laplace_criterion=(
             f"Hessian positive definite and Newton decrement < {DECREMENT_TOL} nats"
         ),
