@@ -56,9 +56,11 @@ def negative_hessian(fn: Any, x0: Array) -> Array:
 
 
 def _newton_to_mode(fn: Any, x: Array, w: Array, V: Array) -> tuple[Array, float, int]:
-    """Newton steps with the fixed Hessian ``V diag(w) V^T`` (positive part), halving each
-    step until the log density rises; returns the point, the last decrement and the steps."""
-    w_pos = np.where(w > 0, w, np.inf)
+    """Newton steps with the fixed Hessian ``V diag(w) V^T``, its curvatures raised to at
+    least :data:`MIN_CURVATURE` (a step along a flat or negative direction is bounded),
+    each halved until the log density rises; returns the point, the last decrement (of that
+    regularised model) and the steps."""
+    w_pos = np.maximum(w, MIN_CURVATURE)
     decrement = np.inf
     steps = 0
     for steps in range(NEWTON_STEPS + 1):
