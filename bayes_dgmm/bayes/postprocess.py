@@ -44,8 +44,9 @@ def finish_tree(idata: Any, X: Array, spec: DGMMSpec) -> Any:
         if "jac" in res:
             summary["optimizer_max_abs_gradient"] = float(np.max(np.abs(res["jac"].values)))
         post = idata["posterior"].to_dataset()
+        # netCDF stores no booleans
         post.attrs.update(
-            {k: v if not isinstance(v, np.bool_) else int(v) for k, v in summary.items()}
+            {k: int(v) if isinstance(v, bool | np.bool_) else v for k, v in summary.items()}
         )
         idata["posterior"] = post
     for group in ("fit", "optimizer_result"):

@@ -477,3 +477,16 @@ def test_nutpie_runs_chains_in_threads(data):
     assert np.isfinite(est.idata_["sample_stats"]["log_likelihood_total"]).all()
     assert set(est.convergence_) >= {"converged", "max_rhat", "min_ess_bulk", "divergences"}
     assert not est.converged_  # five draws cannot give 400 effective ones
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("method", ["map", "laplace"])
+def test_optimiser_fits_save_and_load(data, tmp_path, method):
+    # real (short) optimiser fits: their convergence attributes survive netCDF
+    truth, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
+    kw = {"draws": 20} if method == "laplace" else {}
+    est.fit(X, method=method, init=truth, maxiter=30, **kw)
+    loaded = BayesianDeepGaussianMixture.load(est.save(tmp_path / f"{method}.nc"))
+    assert loaded.convergence_ == est.convergence_
+    assert loaded.params_ == est.params_
