@@ -60,7 +60,7 @@ def main() -> None:
 
     from bayes_dgmm import BayesianDeepGaussianMixture
     from bayes_dgmm._io import atomic_write_text
-    from bayes_dgmm.bayes.backends.nutpie import n_free_variables
+    from bayes_dgmm.bayes.backends.flat import n_free_variables
     from bayes_dgmm.experiments.datasets import load_icbinb
 
     data = load_icbinb()

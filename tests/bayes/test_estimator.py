@@ -453,7 +453,7 @@ def test_nuts_from_em_recovers_tiny_case(real_backend):
 
 
 def test_smc_with_fewer_particles_than_parameters_is_refused(data):
-    from bayes_dgmm.bayes.backends.nutpie import n_free_variables
+    from bayes_dgmm.bayes.backends.flat import n_free_variables
 
     _, X, _ = data
     est = BayesianDeepGaussianMixture(COMPS, FACTS, progressbar=False)

@@ -115,8 +115,8 @@ def test_advi_that_cannot_converge_in_its_budget_says_so(conjugate):
 
 
 def test_laplace_draws_the_exact_gaussian_posterior(regression):
+    from bayes_dgmm.bayes.backends.flat import compile_flat_logp_grad
     from bayes_dgmm.bayes.backends.laplace import negative_hessian, run_laplace
-    from bayes_dgmm.bayes.backends.nutpie import compile_flat_logp_grad
 
     model, mean, cov = regression
     fn, _ = compile_flat_logp_grad(model)

@@ -9,7 +9,6 @@ whose releases require PyMC < 6.4.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +20,7 @@ from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm._validation import RandomLike
-from bayes_dgmm.bayes.backends.nutpie import (
+from bayes_dgmm.bayes.backends.flat import (
     compile_flat_expand,
     compile_flat_logp_grad,
     flatten_point,
@@ -30,8 +29,6 @@ from bayes_dgmm.bayes.backends.nutpie import (
 from bayes_dgmm.bayes.model import compile_mode, transformed_point
 
 Array = NDArray[np.float64]
-
-logger = logging.getLogger(__name__)
 
 #: The mode is reached when a Newton step would gain less than this (nats).
 DECREMENT_TOL = 0.1

@@ -13,8 +13,8 @@ from pymc.initial_point import make_initial_point_fn
 from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm._validation import BudgetError, RandomLike
+from bayes_dgmm.bayes.backends.flat import n_free_variables
 from bayes_dgmm.bayes.backends.laplace import run_laplace
-from bayes_dgmm.bayes.backends.nutpie import n_free_variables
 from bayes_dgmm.bayes.backends.vi import run_vi
 from bayes_dgmm.bayes.model import compile_mode
 

@@ -20,8 +20,8 @@ from numpy.typing import NDArray
 from pymc.variational.callbacks import Callback
 
 from bayes_dgmm._validation import RandomLike
+from bayes_dgmm.bayes.backends.flat import compile_flat_logp_grad, flatten_point
 from bayes_dgmm.bayes.backends.laplace import negative_hessian
-from bayes_dgmm.bayes.backends.nutpie import compile_flat_logp_grad, flatten_point
 from bayes_dgmm.bayes.model import transformed_point
 
 Array = NDArray[np.float64]
@@ -155,8 +155,8 @@ def run_vi(
         iterations=int(hist.size),
         max_iterations=int(n),
         criterion=(
-            f"mean loss of the last {window} iterations within 2 standard errors of the "
-            f"{window} before"
+            f"mean loss of the last {window} iterations within {check.z:g} standard errors "
+            f"of the {window} before"
         ),
         last_window_gain=float(check.gain),
     )

@@ -1,0 +1,118 @@
+"""The model's log density, gradient and variables as functions of one flat vector.
+
+The unconstrained value variables, in ``model.free_RVs`` order, are joined into one vector
+(what nutpie samples and what the Laplace and VI routes differentiate). The compiled
+functions are kept per model and PyTensor mode, so the routes of one fit share them; they
+read the model's shared data, so ``pm.set_data`` needs no recompilation.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+import xarray as xr
+from pymc.pytensorf import compile as compile_pymc
+from pytensor.graph import clone_replace
+
+from bayes_dgmm.bayes.model import compile_mode
+
+#: model -> {(kind, mode): compiled function and its companion}; dropped with the model
+_COMPILED: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], Any]] = weakref.WeakKeyDictionary()
+
+
+def _cached(model: Any, kind: str, mode: str | None, build: Callable[[str], Any]) -> Any:
+    mode = mode or compile_mode()
+    per_model = _COMPILED.setdefault(model, {})
+    if (kind, mode) not in per_model:
+        per_model[(kind, mode)] = build(mode)
+    return per_model[(kind, mode)]
+
+
+def _joined_input(model: Any) -> tuple[Any, dict[Any, Any]]:
+    """A flat input vector and the replacement of every value variable by its slice."""
+    value_vars, shapes = _value_vars_and_shapes(model)
+    sizes = [math.prod(s) for s in shapes]
+    offsets = np.cumsum([0, *sizes])
+    joined = pt.TensorType("float64", shape=(int(offsets[-1]),))(name="_unconstrained_point")
+    replacements = {
+        v: joined[offsets[i] : offsets[i + 1]].reshape(shapes[i]).astype(v.dtype)
+        for i, v in enumerate(value_vars)
+    }
+    return joined, replacements
+
+
+def compile_flat_logp_grad(model: Any, mode: str | None = None) -> tuple[Any, int]:
+    """``f(x) -> (logp, grad)`` of ``model`` on one flat unconstrained vector (value
+    variables in ``model.free_RVs`` order, as :func:`flatten_point`), and its length.
+    Compiled once per model and mode (:func:`_cached`)."""
+    return _cached(model, "logp_grad", mode, lambda m: _build_logp_grad(model, m))
+
+
+def _build_logp_grad(model: Any, mode: str) -> tuple[Any, int]:
+    joined, replacements = _joined_input(model)
+    value_vars = list(replacements)
+    logp = model.logp()
+    grads: Any = pt.grad(logp, value_vars)  # a list: one gradient per value variable
+    grad = pt.concatenate([g.ravel() for g in grads])
+    logp_j, grad_j = clone_replace([logp, grad], replacements)
+    with model:
+        fn = compile_pymc([joined], [logp_j, grad_j], mode=mode)
+    return fn, int(joined.type.shape[0])
+
+
+def compile_flat_expand(model: Any, mode: str | None = None) -> tuple[Any, list[str]]:
+    """``f(x) -> [values]`` of every free variable on its own (constrained) scale and every
+    deterministic, from one flat unconstrained vector; and their names (as in the model).
+    Compiled once per model and mode."""
+    return _cached(model, "expand", mode, lambda m: _build_expand(model, m))
+
+
+def _build_expand(model: Any, mode: str) -> tuple[Any, list[str]]:
+    joined, replacements = _joined_input(model)
+    outputs = [*model.free_RVs, *model.deterministics]
+    expand_graph = clone_replace(model.replace_rvs_by_values(outputs), replacements)
+    with model:
+        fn = compile_pymc([joined], expand_graph, mode=mode)
+    return fn, [o.name for o in outputs]
+
+
+def posterior_dataset(model: Any, names: list[str], values: list[Any]) -> Any:
+    """An ``xarray.Dataset`` (chain, draw, *dims) of draws named and dimensioned as in the
+    model; ``values[k]`` holds variable ``names[k]`` with leading (chain, draw) axes."""
+    data = {}
+    coords: dict[str, Any] = {}
+    for name, value in zip(names, values, strict=True):
+        dims = tuple(model.named_vars_to_dims.get(name, ()))
+        arr = np.asarray(value, dtype=np.float64)
+        if len(dims) != arr.ndim - 2:
+            dims = tuple(f"{name}_dim_{i}" for i in range(arr.ndim - 2))
+        data[name] = xr.DataArray(arr, dims=("chain", "draw", *dims))
+        for d, size in zip(dims, arr.shape[2:], strict=True):
+            if d in model.coords and model.coords[d] is not None:
+                coords[d] = np.asarray(model.coords[d])
+            else:
+                coords.setdefault(d, np.arange(size))
+    return xr.Dataset(data, coords=coords)
+
+
+def flatten_point(model: Any, point: Mapping[str, Any]) -> np.ndarray:
+    """A point of value variables (unconstrained, by name) as one flat vector."""
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    return np.concatenate([np.asarray(point[v.name], dtype=float).ravel() for v in value_vars])
+
+
+def _value_vars_and_shapes(model: Any) -> tuple[list[Any], list[tuple[int, ...]]]:
+    """The free variables' value variables (in ``model.free_RVs`` order) and their shapes."""
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    ip = model.initial_point(random_seed=0)
+    return value_vars, [tuple(np.shape(ip[v.name])) for v in value_vars]
+
+
+def n_free_variables(model: Any) -> int:
+    """Number of scalar free (unconstrained) parameters of a PyMC model."""
+    return int(sum(math.prod(s) for s in _value_vars_and_shapes(model)[1]))
