@@ -6,7 +6,9 @@
   runs, EM restarts);
 - :mod:`~bayes_dgmm.diagnostics.posterior`: the same on a posterior ``DataTree``, r_hat of
   identified quantities before and after relabelling, and :func:`describe_fit`, a verdict in
-  plain words.
+  plain words;
+- :mod:`~bayes_dgmm.diagnostics.stacking`: chain stacking (Yao, Vehtari & Gelman 2022) of
+  chains or runs in different modes by their PSIS-LOO predictive densities.
 """
 
 from bayes_dgmm.diagnostics.modes import (
@@ -33,19 +35,30 @@ from bayes_dgmm.diagnostics.relabel import (
     permute_layers,
     relabel_draws,
 )
+from bayes_dgmm.diagnostics.stacking import (
+    ChainStacking,
+    compare_fits,
+    loo_summary,
+    stack_chains,
+    stack_runs,
+    stacking_weights,
+)
 
 __all__ = [
     "RELABEL_METHODS",
     "RHAT_OK",
     "SAME_MODE_ARI",
+    "ChainStacking",
     "ModeCensus",
     "PosteriorRelabelling",
     "Relabelling",
     "census_of_fits",
     "chain_census",
+    "compare_fits",
     "describe_fit",
     "identified_quantities",
     "layer_features",
+    "loo_summary",
     "mode_census",
     "mutual_ari",
     "path_permutation",
@@ -53,4 +66,7 @@ __all__ = [
     "posterior_draws",
     "relabel_draws",
     "relabel_posterior",
+    "stack_chains",
+    "stack_runs",
+    "stacking_weights",
 ]

@@ -224,6 +224,8 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
             "ari_layer_3",
             "log_likelihood",
             "bic",
+            "elpd_loo",
+            "pareto_k_max",
             "seconds",
             "n_runs",
             "n_modes",
@@ -232,7 +234,8 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         if any(c in r for r in rows)
     ]
     _emit(args, markdown_table(rows, cols))
-    _emit(args, f"wrote comparison.csv, comparison.png, fits/ and report.md to {args.out}")
+    loo = ", loo_compare.csv" if (Path(args.out) / "loo_compare.csv").is_file() else ""
+    _emit(args, f"wrote comparison.csv, comparison.png{loo}, fits/ and report.md to {args.out}")
     skipped = [r for r in rows if "skipped" in r]
     if skipped and args.methods is not None:
         # a method asked for by name that could not run is a failure; one of the default

@@ -78,6 +78,11 @@ def summarise(
             "empty_paths": spec.n_paths - n_occupied(result.paths, spec.n_paths),
         }
     )
+    for key in ("elpd_loo", "pareto_k_max"):
+        # a fit with draws (Bayesian, not MAP) has a PSIS-LOO; EM and MAP have none
+        value = result.extra.get(key)
+        if value is not None and np.isfinite(value):
+            row[key] = float(value)
     return row
 
 
@@ -170,8 +175,29 @@ def compare_methods(
     table = [{k: v for k, v in r.items() if k != "paths"} for r in rows]
     write_csv(out / "comparison.csv", table)
     save_figure(out / "comparison.png", plot_comparison([r for r in table if "skipped" not in r]))
-    _report(out, table, spec, X, budget)
+    loo_table = _loo_comparison(fits, [r["method"] for r in table if "skipped" not in r])
+    if loo_table is not None:
+        write_csv(out / "loo_compare.csv", loo_table)
+    else:
+        (out / "loo_compare.csv").unlink(missing_ok=True)  # not left from an earlier call
+    _report(out, table, spec, X, budget, loo_table)
     return table
+
+
+def _loo_comparison(fits: Path, methods: Sequence[str]) -> list[dict[str, Any]] | None:
+    """``arviz_stats.compare`` of the Bayesian fits of this call with more than one draw."""
+    from bayes_dgmm.bayes.io import read_fit
+    from bayes_dgmm.diagnostics.stacking import compare_fits
+
+    trees = {m: read_fit(fits / f"{m}.nc").tree for m in methods if (fits / f"{m}.nc").is_file()}
+    frame = compare_fits(trees)
+    if frame is None:
+        return None
+    keep = ["rank", "elpd", "p", "elpd_diff", "weight", "se", "dse", "warning"]
+    return [
+        {"method": str(name), **{k: row[k] for k in keep if k in row}}
+        for name, row in frame.iterrows()
+    ]
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -237,6 +263,7 @@ def _report(
     spec: DGMMSpec,
     X: Array,
     budget: Mapping[str, Any],
+    loo_table: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
     report = Report(f"Comparison of inference methods: {spec.name}")
     report.section(
@@ -260,5 +287,16 @@ def _report(
             "Not run at this budget",
             "\n".join(f"- **{r['method']}**: {r['skipped']}" for r in skipped),
         )
+    if loo_table is not None:
+        report.section(
+            "Predictive comparison (PSIS-LOO)",
+            "`arviz_stats.compare` of the Bayesian fits with more than one draw: elpd_loo, "
+            "its difference to the best and the stacking weights. For ADVI and Laplace the "
+            "draws are q's, used as if they were the posterior's (no approximate-posterior "
+            "correction); `pareto_k_max` in the table above says where PSIS is unreliable "
+            "(above 0.7). The elpd of an unconverged fit is that of its draws, not of the "
+            "posterior.",
+        )
+        report.table(list(loo_table))
     report.figure("comparison.png", "ARI, log-likelihood and wall time per method")
     report.write(out)

@@ -59,7 +59,7 @@ DEFAULT_BUDGET: dict[str, Any] = {
     "gmm_restarts": 4,
     "map_maxiter": 100,
     "advi_iterations": 2000,
-    "vi_draws": 50,
+    "vi_draws": 400,  # q's draws: enough for PSIS-LOO's Pareto k to say something
     "chains": 2,
     "tune": 10,
     "draws": 10,
@@ -350,6 +350,7 @@ def _run_bayes(
         posterior_draws,
         relabel_posterior,
     )
+    from bayes_dgmm.diagnostics.stacking import loo_summary
     from bayes_dgmm.em.estimator import n_free_parameters
 
     if init is None and method != "smc":
@@ -396,6 +397,11 @@ def _run_bayes(
         scores=np.asarray(scores, dtype=float),
         params=params,
         estimator=est,
-        extra={"n_chains": shape[0], "n_draws": shape[1], "convergence": est.convergence_},
+        extra={
+            "n_chains": shape[0],
+            "n_draws": shape[1],
+            "convergence": est.convergence_,
+            **loo_summary(est.idata_),
+        },
         converged=bool(est.converged_),
     )
