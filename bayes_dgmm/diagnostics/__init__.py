@@ -24,6 +24,7 @@ from bayes_dgmm.diagnostics.posterior import (
     chain_census,
     describe_fit,
     identified_quantities,
+    nested_rhat,
     posterior_draws,
     relabel_posterior,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "loo_summary",
     "mode_census",
     "mutual_ari",
+    "nested_rhat",
     "path_permutation",
     "permute_layers",
     "posterior_draws",

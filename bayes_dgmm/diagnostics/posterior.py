@@ -186,6 +186,43 @@ def sampler_convergence(data: Any, *, method: str = "hungarian") -> dict[str, An
     }
 
 
+def nested_rhat(fits: Sequence[Any], *, method: str = "hungarian") -> dict[str, Any]:
+    """Nested r_hat (``arviz_stats.rhat_nested``) of the identified quantities, each fit a
+    superchain: the chains of NUTS runs started from different EM restarts, or VI runs.
+
+    All fits must have the same numbers of chains and draws (each a fit of this package on
+    the same data and architecture). The draws of all fits are relabelled together, so
+    label switching between fits is not counted; different modes are. Returns the largest
+    nested r_hat, its value per identified quantity and the superchain of every chain.
+    """
+    from arviz_stats import rhat_nested
+
+    posts = [_posterior(f) for f in fits]
+    shapes = {(p.sizes["chain"], p.sizes["draw"]) for p in posts}
+    if len(posts) < 2 or len(shapes) != 1:
+        raise ValueError(
+            f"fits must be at least 2 fits with the same numbers of chains and draws; got "
+            f"{len(posts)} with (chains, draws) {sorted(shapes)}."
+        )
+    n_chains = posts[0].sizes["chain"]
+    joined = xr.concat(
+        [p.drop_vars(["chain", "draw"], errors="ignore") for p in posts],
+        dim="chain",
+    ).assign_coords(chain=np.arange(n_chains * len(posts)), draw=np.arange(shapes.pop()[1]))
+    ids = relabel_posterior(joined, method=method).identified_relabelled
+    superchains = [k for k in range(len(posts)) for _ in range(n_chains)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant quantities: NaN
+        values = rhat_nested(ids, superchain_ids=superchains)
+        per = {str(k): float(np.nanmax(v.values)) for k, v in values.data_vars.items()}
+    finite = [v for v in per.values() if np.isfinite(v)]
+    return {
+        "max_rhat_nested": max(finite, default=float("nan")),
+        "per_quantity": per,
+        "superchain_ids": superchains,
+    }
+
+
 @dataclass
 class PosteriorRelabelling:
     """Result of :func:`relabel_posterior`.

@@ -164,3 +164,24 @@ def test_sampler_convergence_on_identified_quantities(truth):
     tree["sample_stats"]["diverging"][0, 0] = True
     assert sampler_convergence(tree)["divergences"] == 1
     assert not sampler_convergence(tree)["converged"]
+
+
+def test_nested_rhat_with_fits_as_superchains(truth):
+    from bayes_dgmm.diagnostics.posterior import nested_rhat
+
+    params, _ = truth
+    rng = np.random.default_rng(4)
+    ident = [np.arange(3), np.arange(2)]
+    swapped = [np.array([1, 2, 0]), np.array([1, 0])]
+    # three "runs" of two chains of iid draws around one DGMM, one run relabelled: label
+    # switching between runs is not a lack of mixing
+    same = [_tree(_chains(params, [p, p], rng)[0]) for p in (ident, swapped, ident)]
+    good = nested_rhat(same)
+    assert good["superchain_ids"] == [0, 0, 1, 1, 2, 2]
+    assert 1.0 <= good["max_rhat_nested"] < RHAT_OK
+    # a run in another mode: its superchain disagrees with the others
+    other = DGMMParams.random(6, (3, 2), (3, 1), random_state=6, separation=5.0)
+    far = _tree(_chains(other, [ident, ident], rng)[0])
+    assert nested_rhat([*same[:2], far])["max_rhat_nested"] > 1.5
+    with pytest.raises(ValueError, match="at least 2 fits"):
+        nested_rhat(same[:1])
