@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytensor.tensor as pt
 import xarray as xr
+from pymc.model.transform.optimization import freeze_dims_and_data
 from pymc.pytensorf import compile as compile_pymc
 from pytensor.graph import clone_replace
 
@@ -33,9 +34,16 @@ def _cached(model: Any, kind: str, mode: str | None, build: Callable[[str], Any]
     return per_model[(kind, mode)]
 
 
-def _joined_input(model: Any) -> tuple[Any, dict[Any, Any]]:
-    """A flat input vector and the replacement of every value variable by its slice."""
+def _joined_input(model: Any, order: Any = None) -> tuple[Any, dict[Any, Any]]:
+    """A flat input vector and the replacement of every value variable by its slice, in the
+    ``free_RVs`` order of ``order`` (default ``model``; a copy of a model may reorder them)."""
     value_vars, shapes = _value_vars_and_shapes(model)
+    if order is not None and order is not model:
+        by_name = dict(
+            zip([v.name for v in value_vars], zip(value_vars, shapes, strict=True), strict=True)
+        )
+        names = [model_value.name for model_value in _value_vars_and_shapes(order)[0]]
+        value_vars, shapes = [by_name[n][0] for n in names], [by_name[n][1] for n in names]
     sizes = [math.prod(s) for s in shapes]
     offsets = np.cumsum([0, *sizes])
     joined = pt.TensorType("float64", shape=(int(offsets[-1]),))(name="_unconstrained_point")
@@ -53,14 +61,28 @@ def compile_flat_logp_grad(model: Any, mode: str | None = None) -> tuple[Any, in
     return _cached(model, "logp_grad", mode, lambda m: _build_logp_grad(model, m))
 
 
+def _for_mode(model: Any, mode: str) -> tuple[Any, dict[Any, Any]]:
+    """The model to build graphs from in ``mode``, and the replacement of its data by the
+    original model's. JAX compiles only shapes known at compile time, so under JAX the dims
+    but ``obs`` are frozen (a copy of the model); the data stay the original's shared variables, so
+    ``pm.set_data`` on ``model`` still reaches the compiled function."""
+    if str(mode).upper() != "JAX":
+        return model, {}
+    # every dim but the data's rows, which follow the data
+    frozen = freeze_dims_and_data(model, dims=[d for d in model.coords if d != "obs"], data=[])
+    names = [v.name for v in model.data_vars]
+    return frozen, {frozen[n]: model[n] for n in names}
+
+
 def _build_logp_grad(model: Any, mode: str) -> tuple[Any, int]:
-    joined, replacements = _joined_input(model)
+    graph_model, data = _for_mode(model, mode)
+    joined, replacements = _joined_input(graph_model, model)
     value_vars = list(replacements)
-    logp = model.logp()
+    logp = graph_model.logp()
     grads: Any = pt.grad(logp, value_vars)  # a list: one gradient per value variable
     grad = pt.concatenate([g.ravel() for g in grads])
-    logp_j, grad_j = clone_replace([logp, grad], replacements)
-    with model:
+    logp_j, grad_j = clone_replace([logp, grad], {**replacements, **data})
+    with graph_model:
         fn = compile_pymc([joined], [logp_j, grad_j], mode=mode)
     return fn, int(joined.type.shape[0])
 
@@ -73,10 +95,13 @@ def compile_flat_expand(model: Any, mode: str | None = None) -> tuple[Any, list[
 
 
 def _build_expand(model: Any, mode: str) -> tuple[Any, list[str]]:
-    joined, replacements = _joined_input(model)
-    outputs = [*model.free_RVs, *model.deterministics]
-    expand_graph = clone_replace(model.replace_rvs_by_values(outputs), replacements)
-    with model:
+    graph_model, data = _for_mode(model, mode)
+    joined, replacements = _joined_input(graph_model, model)
+    outputs = [graph_model[v.name] for v in (*model.free_RVs, *model.deterministics)]
+    expand_graph = clone_replace(
+        graph_model.replace_rvs_by_values(outputs), {**replacements, **data}
+    )
+    with graph_model:
         fn = compile_pymc([joined], expand_graph, mode=mode)
     return fn, [o.name for o in outputs]
 

@@ -26,7 +26,7 @@ from bayes_dgmm.bayes.backends.flat import (
     flatten_point,
     posterior_dataset,
 )
-from bayes_dgmm.bayes.model import compile_mode, transformed_point
+from bayes_dgmm.bayes.model import map_compile_mode, transformed_point
 
 Array = NDArray[np.float64]
 
@@ -96,7 +96,7 @@ def run_laplace(
     ``laplace_nonpositive_eigenvalues``, ``laplace_min_eigenvalue``, and
     ``laplace_flat_directions``, those drawn with sd 1 for want of curvature).
     """
-    map_kwargs.setdefault("compile_kwargs", {"mode": compile_mode()})
+    map_kwargs.setdefault("compile_kwargs", {"mode": map_compile_mode()})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # find_MAP's "did not converge"
         mode = pm.find_MAP(

@@ -10,13 +10,14 @@ import numpy as np
 import pymc as pm
 from numpy.typing import NDArray
 from pymc.initial_point import make_initial_point_fn
+from pymc.model.transform.optimization import freeze_dims_and_data
 from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm._validation import BudgetError, RandomLike
 from bayes_dgmm.bayes.backends.flat import n_free_variables
 from bayes_dgmm.bayes.backends.laplace import run_laplace
 from bayes_dgmm.bayes.backends.vi import run_vi
-from bayes_dgmm.bayes.model import compile_mode
+from bayes_dgmm.bayes.model import compile_mode, map_compile_mode
 
 Array = NDArray[np.float64]
 
@@ -39,8 +40,14 @@ def run_pymc(
     if "backend" not in kw:
         # PyTensor's default (Numba) compiles the study model ~20x slower than C.
         kw.setdefault("compile_kwargs", {"mode": compile_mode()})
+    if str(kw.get("compile_kwargs", {}).get("mode", "")).upper() == "JAX":
+        # JAX compiles only shapes known at compile time: fix the model's dims and data (a
+        # copy with the same variables and names)
+        model = freeze_dims_and_data(model)
     if method == "map":
         kw.setdefault("jitter", start is None)
+        if "backend" not in kw and kw["compile_kwargs"].get("mode") == compile_mode():
+            kw["compile_kwargs"] = {**kw["compile_kwargs"], "mode": map_compile_mode()}
         return pm.find_MAP(
             initvals=start,
             model=model,

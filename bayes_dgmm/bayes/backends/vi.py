@@ -14,15 +14,18 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from numpy.typing import NDArray
+from pymc.model.transform.optimization import freeze_dims_and_data
 from pymc.variational.callbacks import Callback
+from pytensor.compile.sharedvalue import SharedVariable
 
 from bayes_dgmm._validation import RandomLike
 from bayes_dgmm.bayes.backends.flat import compile_flat_logp_grad, flatten_point
 from bayes_dgmm.bayes.backends.laplace import negative_hessian
-from bayes_dgmm.bayes.model import transformed_point
+from bayes_dgmm.bayes.model import compile_mode, transformed_point
 
 Array = NDArray[np.float64]
 
@@ -126,6 +129,12 @@ def run_vi(
     iterations. Returns the DataTree of ``draws`` draws of q (with a ``loss`` group whose
     attributes say whether the ELBO converged) and the convergence callback.
     """
+    if compile_mode().upper() == "JAX" and any(
+        isinstance(v, SharedVariable) for v in model.data_vars
+    ):
+        # JAX draws random numbers only for sizes known at compile time: fix the dims and
+        # data of the model (a copy; the same variables and names)
+        model = freeze_dims_and_data(model)
     sd = laplace_sd(model, start)
     cls = pm.ADVI if method == "advi" else pm.FullRankADVI
     inference = cls(model=model, start=start, random_seed=random_seed)
@@ -147,7 +156,10 @@ def run_vi(
     callbacks = [*kw.pop("callbacks", []), check]
     kw.setdefault("obj_optimizer", _scaled_adagrad(step))
     approx = inference.fit(n=n, callbacks=callbacks, progressbar=progressbar, **kw)
-    idata = approx.sample(draws=draws, random_seed=random_seed, return_inferencedata=True)
+    # q's draws come from a function with a symbolic size, which JAX cannot compile; it runs
+    # once, so the C backend is cheap here.
+    with pytensor.config.change_flags(mode="FAST_RUN"):
+        idata = approx.sample(draws=draws, random_seed=random_seed, return_inferencedata=True)
     hist = np.asarray(approx.hist)
     loss = xr.Dataset({"loss": ("iteration", hist)})
     loss.attrs.update(
