@@ -232,6 +232,31 @@ class BayesianDeepGaussianMixture:
         self._set_params()
         idata["labels"] = labels_dataset(self.predict_proba(X), spec.n_components)
 
+    def sample_prior_predictive(self, X: ArrayLike, draws: int = 200) -> Any:
+        """Draws of the parameters from the prior (``prior``) and of data sets of ``X``'s
+        size from them (``prior_predictive``, variable ``x``), as a DataTree; the priors
+        are those the fit of ``X`` uses (they scale with the data). On a fitted estimator
+        the two groups are also added to ``idata_`` (and saved with it). Check the spread
+        with :func:`bayes_dgmm.diagnostics.prior_predictive_spread`.
+        """
+        check_declared(
+            {"draws": [Interval(Integral, 1, None, closed="left")]},
+            {"draws": draws},
+            "BayesianDeepGaussianMixture.sample_prior_predictive",
+        )
+        Xa = check_data(X, min_samples=2)
+        spec = _architecture_spec(self.n_components, self.n_factors, Xa.shape[1], self._spec)
+        spec.check_n_features(Xa.shape[1])
+        model = self._get_model(Xa, spec)
+        with threadpool_limits(1):
+            tree = pm.sample_prior_predictive(
+                draws=int(draws), model=model, random_seed=self.random_seed
+            )
+        if hasattr(self, "idata_"):
+            for group in ("prior", "prior_predictive"):
+                self.idata_[group] = tree[group]
+        return tree
+
     # ------------------------------------------------------------------ results
     def _set_params(self) -> None:
         posterior = self.idata_["posterior"].to_dataset()

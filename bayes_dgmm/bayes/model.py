@@ -38,7 +38,7 @@ PRIOR_DEFAULTS: dict[str, float] = {
     "pi_alpha": 1.0,
     "eta_1_scale": 1.0,
     "eta_scale": 10.0,
-    "Lambda_1_scale": 1.0,
+    "Lambda_1_scale": 3.0,
     "Lambda_scale": 5.0,
     "psi_1_scale": 1e-3,
     "psi_scale": 1.0,
@@ -66,6 +66,27 @@ def compile_mode() -> str:
 
     mode = pytensor.config.mode
     return "CVM" if mode in ("Mode", "FAST_RUN") else str(mode)
+
+
+def latent_second_moment(
+    hyper: Mapping[str, float], n_components: Sequence[int], n_factors: Sequence[int]
+) -> float:
+    """Typical prior second moment of one coordinate of ``z^(1)``.
+
+    Top down from ``z^(L) ~ N(0, I)``: ``m_{l-1} = eta_scale^2 (1 - 1/G_l) + Lambda_scale^2
+    R_l m_l + psi_scale``. The first term is the variance of an intercept that sums to zero
+    over G_l components, the second that of ``Lambda_l z^(l)``, and the third the noise at
+    its anchored geometric mean (the median of its log-normal prior; its mean is dominated
+    by the tail). Layer 1's loadings are scaled by ``1 / sqrt(R_1 m_1)``. Then
+    ``Lambda_1 z^(1)`` has a typical prior spread of ``Lambda_1_scale * sd(x)``, whatever the
+    depth and widths of the latent layers.
+    """
+    m = 1.0
+    for l in range(len(n_components) - 1, 0, -1):  # 0-based layer l maps z^(l+1) -> z^(l)
+        g, r = int(n_components[l]), int(n_factors[l])
+        m = hyper["eta_scale"] ** 2 * (1 - 1 / g) + hyper["Lambda_scale"] ** 2 * r * m
+        m += hyper["psi_scale"]
+    return float(m)
 
 
 def map_compile_mode() -> str:
@@ -354,7 +375,10 @@ def build_model(
             comp, din, dout = f"component_{l}", layer_dim(l - 1), layer_dim(l)
             if l == 1:
                 eta_mu, eta_sd = x_mean, hyper["eta_1_scale"] * x_sd
-                lam_sd = hyper["Lambda_1_scale"] * x_sd[:, None] * np.ones((1, r_out))
+                # typical spread of Lambda_1 z^(1): Lambda_1_scale * sd(x) (latent_second_moment)
+                m1 = latent_second_moment(hyper, comps, facts)
+                lam_sd = hyper["Lambda_1_scale"] * x_sd[:, None] / math.sqrt(r_out * m1)
+                lam_sd = lam_sd * np.ones((1, r_out))
                 psi_mu = np.log(hyper["psi_1_scale"] * x_sd**2)
             else:
                 eta_mu, eta_sd = np.zeros(r_in), np.full(r_in, hyper["eta_scale"])

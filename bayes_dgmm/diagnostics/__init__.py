@@ -26,6 +26,7 @@ from bayes_dgmm.diagnostics.posterior import (
     identified_quantities,
     nested_rhat,
     posterior_draws,
+    prior_predictive_spread,
     relabel_posterior,
 )
 from bayes_dgmm.diagnostics.relabel import (
@@ -66,6 +67,7 @@ __all__ = [
     "path_permutation",
     "permute_layers",
     "posterior_draws",
+    "prior_predictive_spread",
     "relabel_draws",
     "relabel_posterior",
     "stack_chains",

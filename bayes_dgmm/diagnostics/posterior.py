@@ -186,6 +186,27 @@ def sampler_convergence(data: Any, *, method: str = "hungarian") -> dict[str, An
     }
 
 
+def prior_predictive_spread(data: Any, X: ArrayLike) -> dict[str, Any]:
+    """How wide the prior predictive is against the data: for every prior predictive data
+    set, the median over features of sd(x_j) / sd(X_j); the quantiles of that ratio over the
+    draws (``q10``, ``median``, ``q90``). Near 1 the priors are on the data's scale.
+
+    ``data``: a DataTree with a ``prior_predictive`` group holding ``x`` (chain, draw, obs,
+    feature), e.g. from ``BayesianDeepGaussianMixture.sample_prior_predictive``.
+    """
+    if not isinstance(data, xr.DataTree) or "prior_predictive" not in data.children:
+        raise ValueError(
+            "data has no 'prior_predictive' group; pass the DataTree returned by "
+            "BayesianDeepGaussianMixture.sample_prior_predictive(X)."
+        )
+    x = data["prior_predictive"]["x"].transpose("chain", "draw", "obs", "feature").values
+    x = x.reshape(-1, *x.shape[2:])
+    sd = np.asarray(X, dtype=float).std(axis=0)
+    ratio = np.median(x.std(axis=1) / np.where(sd > 0, sd, 1.0), axis=1)
+    q10, med, q90 = np.quantile(ratio, [0.1, 0.5, 0.9])
+    return {"q10": float(q10), "median": float(med), "q90": float(q90), "ratio": ratio}
+
+
 def nested_rhat(fits: Sequence[Any], *, method: str = "hungarian") -> dict[str, Any]:
     """Nested r_hat (``arviz_stats.rhat_nested``) of the identified quantities, each fit a
     superchain: the chains of NUTS runs started from different EM restarts, or VI runs.

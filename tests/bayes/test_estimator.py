@@ -490,3 +490,57 @@ def test_optimiser_fits_save_and_load(data, tmp_path, method):
     loaded = BayesianDeepGaussianMixture.load(est.save(tmp_path / f"{method}.nc"))
     assert loaded.convergence_ == est.convergence_
     assert loaded.params_ == est.params_
+
+
+def test_latent_second_moment_matches_monte_carlo():
+    # z^(3) ~ N(0, I); z^(l-1) = eta + Lambda z^(l) + u, eta zero-sum over G_l components,
+    # u with variance psi_scale (the noise's anchored geometric mean), drawn here by numpy
+    from bayes_dgmm.bayes.model import PRIOR_DEFAULTS, latent_second_moment
+
+    comps, facts = (3, 3, 2), (5, 4, 2)
+    hyper = {**PRIOR_DEFAULTS, "eta_scale": 2.0, "Lambda_scale": 0.7, "psi_scale": 0.5}
+    rng = np.random.default_rng(0)
+    n = 400_000
+    z = rng.normal(size=(n, facts[2]))
+    for l in (2, 1):  # 0-based layer l maps z^(l+1) to z^(l)
+        g, r_in, r_out = comps[l], facts[l - 1], facts[l]
+        eta = rng.normal(0, hyper["eta_scale"], size=(n, g, r_in))
+        eta = (eta - eta.mean(axis=1, keepdims=True))[:, 0]  # one component's zero-sum value
+        lam = rng.normal(0, hyper["Lambda_scale"], size=(n, r_in, r_out))
+        u = rng.normal(0, np.sqrt(hyper["psi_scale"]), size=(n, r_in))
+        z = eta + np.einsum("nij,nj->ni", lam, z) + u
+    mc = float(np.mean(z**2))
+    assert latent_second_moment(hyper, comps, facts) == pytest.approx(mc, rel=0.02)
+
+
+def test_prior_predictive_is_on_the_data_scale(data):
+    from bayes_dgmm.diagnostics import prior_predictive_spread
+
+    _, X, _ = data
+    X = X * 1e3 + 5e4  # the priors follow the data's scale
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
+    tree = est.sample_prior_predictive(X, draws=300)
+    assert tree["prior_predictive"]["x"].shape == (1, 300, *X.shape)
+    spread = prior_predictive_spread(tree, X)
+    # eta_1 ~ N(mean, sd) per component plus a loading term of typical spread 3 sd: about
+    # sqrt(1/2 + 9) = 3.1 sd; heavy-tailed over draws
+    assert 1.5 < spread["median"] < 6 and spread["q90"] < 20
+    wide = BayesianDeepGaussianMixture(
+        COMPS, FACTS, priors={"Lambda_1_scale": 100.0}, random_seed=0, progressbar=False
+    )
+    assert prior_predictive_spread(wide.sample_prior_predictive(X, draws=300), X)["median"] > 30
+    with pytest.raises(ValueError, match=r"draws=0 is not an int in the range \[1, inf\)"):
+        est.sample_prior_predictive(X, draws=0)
+    with pytest.raises(ValueError, match="no 'prior_predictive' group"):
+        prior_predictive_spread(xr.DataTree(), X)
+
+
+def test_prior_predictive_groups_are_stored_with_a_fit(data, tmp_path):
+    _, X, _ = data
+    est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
+    est.fit(X, method="map")
+    est.sample_prior_predictive(X, draws=20)
+    est.save(tmp_path / "fit.nc")
+    loaded = BayesianDeepGaussianMixture.load(tmp_path / "fit.nc")
+    assert loaded.idata_["prior_predictive"]["x"].shape == (1, 20, *X.shape)
+    assert "Lambda_1" in loaded.idata_["prior"]
