@@ -1,5 +1,5 @@
-"""MAP, Laplace, ADVI and full-rank ADVI on the study data from the default EM fit: do they
-converge?
+"""MAP, Laplace, Pathfinder, ADVI and full-rank ADVI on the study data from the default EM
+fit: do they converge?
 
 For each method it prints the wall time, whether the method's own criterion held, the mean
 log-likelihood of its draws minus the MAP's (a posterior's draws should lie about k/2 below,
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-METHODS = ("map", "laplace", "advi", "fullrank_advi")
+METHODS = ("map", "laplace", "pathfinder", "advi", "fullrank_advi")
 
 
 def em_start(out: Path, X: np.ndarray, seed: int):
@@ -79,7 +79,7 @@ def main() -> None:
             if path.exists():
                 row = json.loads(path.read_text())
             else:
-                kw: dict = {"draws": args.draws} if method == "laplace" else {}
+                kw: dict = {"draws": args.draws} if method in ("laplace", "pathfinder") else {}
                 if method in ("advi", "fullrank_advi"):
                     kw = {"n": args.n, "draws": args.draws}
                 t0 = time.perf_counter()

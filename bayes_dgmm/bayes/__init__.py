@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from bayes_dgmm._lazy import lazy_getattr
 
 #: The inference methods of ``BayesianDeepGaussianMixture.fit``.
-METHODS = ("map", "laplace", "advi", "fullrank_advi", "nuts", "nutpie", "smc")
+METHODS = ("map", "laplace", "pathfinder", "advi", "fullrank_advi", "nuts", "nutpie", "smc")
 
 # Imported on first use, so that reading METHODS (the command line does) needs no PyMC.
 _LAZY = {

@@ -171,13 +171,15 @@ class BayesianDeepGaussianMixture:
 
         Parameters
         ----------
-        method : {"map", "laplace", "advi", "fullrank_advi", "nuts", "nutpie", "smc"}
+        method : one of :data:`~bayes_dgmm.bayes.METHODS`
             ``map``: ``pm.find_MAP`` (one draw); ``laplace``: a Gaussian at the Newton-refined
-            mode, ``draws`` (1000) draws; ``advi``/``fullrank_advi``: ADVI from the diagonal
-            Laplace scale until the ELBO stops improving (at most ``n``, 20000, iterations),
-            ``draws`` (1000) draws of q; ``nuts``: ``pm.sample``; ``nutpie``: nutpie's NUTS on
-            the C-backend density; ``smc``: ``pm.sample_smc`` (from the prior; ``init``
-            ignored). Each route and its convergence criterion: ``docs/bayesian-model.md``.
+            mode, ``draws`` (1000) draws; ``pathfinder``: the best Gaussian along an L-BFGS
+            path (at most ``maxiter``, 1000, iterations), ``draws`` (1000) draws;
+            ``advi``/``fullrank_advi``: ADVI from the diagonal Laplace scale until the ELBO
+            stops improving (at most ``n``, 20000, iterations), ``draws`` (1000) draws of q;
+            ``nuts``: ``pm.sample``; ``nutpie``: nutpie's NUTS on the C-backend density;
+            ``smc``: ``pm.sample_smc`` (from the prior; ``init`` ignored). Each route and
+            its convergence criterion: ``docs/bayesian-model.md``.
         init : None, "em", DGMMParams or an object with ``params_``
             Start. ``None``: PyMC's default start with U(-1, 1) jitter on the unconstrained
             scale (the unjittered default has all components equal, a saddle). ``"em"``: fit

@@ -72,6 +72,7 @@ def fit_convergence(idata: Any, method: str) -> dict[str, Any]:
 
     ``map``: the largest gradient entry is at most :data:`MAP_GTOL`; ``laplace``: the
     Hessian at the mode is positive definite and a Newton step would gain < 0.1 nats;
+    ``pathfinder``: the Pareto k of its draws' importance weights is below 0.7;
     ``advi``/``fullrank_advi``: the ELBO stopped improving
     (:class:`~bayes_dgmm.bayes.backends.vi.ELBOConvergence`);
     samplers: r_hat and ESS of identified quantities, divergences
@@ -94,6 +95,13 @@ def fit_convergence(idata: Any, method: str) -> dict[str, Any]:
             "criterion": str(attrs["laplace_criterion"]),
             "newton_decrement": float(attrs["laplace_newton_decrement"]),
             "nonpositive_eigenvalues": int(attrs["laplace_nonpositive_eigenvalues"]),
+        }
+    if method == "pathfinder":
+        return {
+            "converged": bool(attrs["pathfinder_converged"]),
+            "criterion": str(attrs["pathfinder_criterion"]),
+            "pareto_k": float(attrs["pathfinder_pareto_k"]),
+            "elbo": float(attrs["pathfinder_elbo"]),
         }
     if method in ("advi", "fullrank_advi"):
         loss = idata["loss"].attrs

@@ -6,8 +6,9 @@
 - ``"exact"``: the exact EM on the marginal likelihood, with the package's default start;
 - ``"gmm"``: a full-covariance Gaussian mixture with one component per path (a baseline
   that ignores the deep structure; scikit-learn, the study's mclust VVV);
-- ``"map"``, ``"laplace"``, ``"advi"``, ``"fullrank_advi"``, ``"nuts"``, ``"nutpie"``,
-  ``"smc"``: the Bayesian model of :mod:`bayes_dgmm.bayes.model`, started from an exact-EM fit;
+- ``"map"``, ``"laplace"``, ``"pathfinder"``, ``"advi"``, ``"fullrank_advi"``, ``"nuts"``,
+  ``"nutpie"``, ``"smc"``: the Bayesian model of :mod:`bayes_dgmm.bayes.model`, started
+  from an exact-EM fit;
 
 and returns a :class:`MethodResult`: the point estimate, the partition, log-likelihood, BIC,
 wall time and the partitions of its restarts or chains (to count the distinct modes).
@@ -58,6 +59,7 @@ DEFAULT_BUDGET: dict[str, Any] = {
     "em_max_iter": 200,
     "gmm_restarts": 4,
     "map_maxiter": 100,
+    "pathfinder_maxiter": 1000,
     "advi_iterations": 2000,
     "vi_draws": 400,  # q's draws: enough for PSIS-LOO's Pareto k to say something
     "chains": 2,
@@ -76,6 +78,7 @@ QUICK_BUDGET: dict[str, Any] = {
     "em_max_iter": 30,
     "gmm_restarts": 2,
     "map_maxiter": 100,
+    "pathfinder_maxiter": 300,
     "advi_iterations": 1000,
     "vi_draws": 50,
     "chains": 2,
@@ -305,6 +308,8 @@ def bayes_method_kwargs(method: str, b: Mapping[str, Any], n_jobs: int) -> dict[
         return {"maxiter": int(b["map_maxiter"])}
     if method == "laplace":
         return {"maxiter": int(b["map_maxiter"]), "draws": int(b["vi_draws"])}
+    if method == "pathfinder":
+        return {"maxiter": int(b["pathfinder_maxiter"]), "draws": int(b["vi_draws"])}
     if method in ("advi", "fullrank_advi"):
         return {"n": int(b["advi_iterations"]), "draws": int(b["vi_draws"])}
     # A tree depth of 6 (64 leapfrog steps) rather than 10 bounds the cost of a draw; the

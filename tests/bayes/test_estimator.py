@@ -480,12 +480,12 @@ def test_nutpie_runs_chains_in_threads(data):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("method", ["map", "laplace"])
+@pytest.mark.parametrize("method", ["map", "laplace", "pathfinder"])
 def test_optimiser_fits_save_and_load(data, tmp_path, method):
     # real (short) optimiser fits: their convergence attributes survive netCDF
     truth, X, _ = data
     est = BayesianDeepGaussianMixture(COMPS, FACTS, random_seed=0, progressbar=False)
-    kw = {"draws": 20} if method == "laplace" else {}
+    kw = {"draws": 20} if method in ("laplace", "pathfinder") else {}
     est.fit(X, method=method, init=truth, maxiter=30, **kw)
     loaded = BayesianDeepGaussianMixture.load(est.save(tmp_path / f"{method}.nc"))
     assert loaded.convergence_ == est.convergence_

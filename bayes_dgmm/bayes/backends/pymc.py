@@ -1,5 +1,5 @@
-"""PyMC's own inference routes: ``find_MAP``, Laplace, ADVI (mean-field and full-rank), NUTS,
-SMC."""
+"""PyMC's own inference routes: ``find_MAP``, Laplace, Pathfinder, ADVI (mean-field and
+full-rank), NUTS, SMC."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from bayes_dgmm._validation import BudgetError, RandomLike
 from bayes_dgmm.bayes.backends.flat import n_free_variables
 from bayes_dgmm.bayes.backends.laplace import run_laplace
+from bayes_dgmm.bayes.backends.pathfinder import run_pathfinder
 from bayes_dgmm.bayes.backends.vi import run_vi
 from bayes_dgmm.bayes.model import compile_mode, map_compile_mode
 
@@ -61,6 +62,13 @@ def run_pymc(
             start = jittered_start(model, seed)
         kw.pop("compile_kwargs", None)
         return run_laplace(
+            model, start, draws=int(kw.pop("draws", 1000)), random_seed=seed, progressbar=bar, **kw
+        )
+    if method == "pathfinder":
+        if start is None:
+            start = jittered_start(model, seed)
+        kw.pop("compile_kwargs", None)
+        return run_pathfinder(
             model, start, draws=int(kw.pop("draws", 1000)), random_seed=seed, progressbar=bar, **kw
         )
     if method in ("advi", "fullrank_advi"):

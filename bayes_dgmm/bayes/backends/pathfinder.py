@@ -1,0 +1,203 @@
+"""Pathfinder (Zhang, Carpenter, Gelman & Vehtari 2022): Gaussian approximations along an
+L-BFGS path, the one of highest ELBO kept.
+
+L-BFGS runs on the negative log density from the start. At every iterate the last
+:data:`HISTORY` accepted (s, y) pairs give the L-BFGS inverse Hessian ``H``; the Gaussian
+``N(x + H grad, H)`` gets a Monte Carlo ELBO of :data:`ELBO_DRAWS` draws, and the best one is
+kept. The fit is converged when the Pareto k of its draws' importance weights
+``log p - log q`` is below :data:`PARETO_K_OK` (PSIS, ``arviz_stats``). Written here
+rather than taken from pymc-extras (``fit_pathfinder``), whose releases require PyMC < 6.4.
+Details: ``docs/bayesian-model.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from numpy.typing import NDArray
+from scipy.optimize import minimize
+from sklearn.exceptions import ConvergenceWarning
+
+from bayes_dgmm._validation import RandomLike
+from bayes_dgmm.bayes.backends.flat import (
+    compile_flat_expand,
+    compile_flat_logp_grad,
+    flatten_point,
+    posterior_dataset,
+)
+from bayes_dgmm.bayes.model import transformed_point
+
+Array = NDArray[np.float64]
+
+#: (s, y) pairs of the inverse Hessian approximation (the paper's J)
+HISTORY = 6
+#: Monte Carlo draws of each iterate's ELBO (the paper's K)
+ELBO_DRAWS = 5
+#: Pareto k of the importance weights below which the approximation is trusted
+PARETO_K_OK = 0.7
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _inverse_hessian(pairs: list[tuple[Array, Array]], d: int) -> Array:
+    """The L-BFGS inverse Hessian of ``-log p`` from ``(s, y)`` pairs (oldest first), dense:
+    BFGS updates of ``gamma I``, ``gamma = s.y / y.y`` of the newest pair."""
+    if not pairs:
+        return np.eye(d)
+    s_new, y_new = pairs[-1]
+    H = np.eye(d) * float(s_new @ y_new / (y_new @ y_new))
+    for s, y in pairs:
+        rho = 1.0 / float(y @ s)
+        Hy = H @ y
+        # (I - rho s y^T) H (I - rho y s^T) + rho s s^T, expanded
+        H = (
+            H
+            - rho * (np.outer(s, Hy) + np.outer(Hy, s))
+            + (rho**2 * (y @ Hy) + rho) * np.outer(s, s)
+        )
+    return 0.5 * (H + H.T)
+
+
+def _gaussian(x: Array, grad: Array, H: Array) -> tuple[Array, Array, float] | None:
+    """Mean ``x + H grad``, Cholesky factor and log-determinant of ``N(., H)``; None if
+    ``H`` is not positive definite."""
+    try:
+        L = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return None
+    return x + H @ grad, L, 2.0 * float(np.sum(np.log(np.diag(L))))
+
+
+def _draw(fn: Any, mean: Array, L: Array, logdet: float, u: Array) -> tuple[Array, Array, Array]:
+    """Draws ``mean + L u`` with ``log p`` and ``log q`` of each."""
+    phi = mean + u @ L.T
+    log_q = -0.5 * (np.sum(u**2, axis=1) + logdet + mean.size * LOG_2PI)
+    log_p = np.array([float(fn(row)[0]) for row in phi])
+    return phi, log_p, log_q
+
+
+def pareto_k(log_weights: Array) -> float:
+    """Pareto k of PSIS on importance log weights (``arviz_stats``); inf if any is not
+    finite (a draw outside the density's support), the tail fit fails or there are too few
+    draws to fit it."""
+    from arviz_stats.base import array_stats
+
+    lw = np.asarray(log_weights, dtype=float)
+    if not np.all(np.isfinite(lw)):
+        return math.inf
+    try:
+        _, k = array_stats.psislw(lw, r_eff=1.0)
+    except ValueError:  # too few draws for a tail of 5 (fewer than about 25)
+        return math.inf
+    # NaN: the generalized Pareto fit to the tail failed, which only very uneven weights do
+    return float(k) if np.isfinite(k) else math.inf
+
+
+def run_pathfinder(
+    model: Any,
+    start: Mapping[str, Any],
+    *,
+    draws: int = 1000,
+    maxiter: int = 1000,
+    random_seed: RandomLike = None,
+    progressbar: bool = False,
+) -> Any:
+    """Single-path Pathfinder of ``model``'s posterior from ``start`` (constrained values).
+
+    Returns a DataTree with ``posterior`` (``draws`` draws of the chosen Gaussian, on every
+    variable's own scale), ``observed_data``, ``sample_stats`` (``log_importance_weight``,
+    ``log p - log q`` of each draw), and the criterion's figures as posterior attributes
+    (``pathfinder_converged``, ``pathfinder_pareto_k``, ``pathfinder_elbo``,
+    ``pathfinder_iteration`` of the chosen Gaussian, ``pathfinder_iterations`` of L-BFGS).
+    """
+    del progressbar  # L-BFGS has no progress bar here
+    fn, d = compile_flat_logp_grad(model)
+    x0 = flatten_point(model, transformed_point(model, start))
+    seen: dict[bytes, Array] = {}  # gradient of log p at every point L-BFGS evaluated
+
+    def negative(x: Array) -> tuple[float, Array]:
+        value, grad = fn(x)
+        grad = np.asarray(grad, dtype=float)
+        seen[x.tobytes()] = grad
+        return -float(value), -grad
+
+    # the path: the start and every iterate L-BFGS accepted (its line searches evaluate
+    # more points than it accepts)
+    iterates: list[tuple[Array, Array]] = [(x0.copy(), np.asarray(fn(x0)[1], dtype=float))]
+
+    def accepted(xk: Array) -> None:
+        grad = seen.get(xk.tobytes())
+        iterates.append((xk.copy(), np.asarray(fn(xk)[1], dtype=float) if grad is None else grad))
+
+    res = minimize(
+        negative,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        callback=accepted,
+        options={"maxiter": int(maxiter), "maxcor": HISTORY},
+    )
+    rng = np.random.default_rng(random_seed)
+    pairs: list[tuple[Array, Array]] = []
+    chosen: tuple[float, int, Array, Array, float] | None = None
+    for i, (x, g) in enumerate(iterates):
+        if i > 0:
+            s = x - iterates[i - 1][0]
+            y = iterates[i - 1][1] - g  # gradient difference of -log p
+            if float(s @ y) > 1e-12 * float(y @ y):  # curvature condition
+                pairs = [*pairs, (s, y)][-HISTORY:]
+        gauss = _gaussian(x, g, _inverse_hessian(pairs, d))
+        if gauss is None:
+            continue
+        mean, L, logdet = gauss
+        _, log_p, log_q = _draw(fn, mean, L, logdet, rng.standard_normal((ELBO_DRAWS, d)))
+        elbo = float(np.mean(log_p - log_q)) if np.all(np.isfinite(log_p)) else -math.inf
+        if chosen is None or elbo > chosen[0]:
+            chosen = (elbo, i, mean, L, logdet)
+    if chosen is None:
+        raise RuntimeError(
+            "method='pathfinder': no iterate of L-BFGS gave a positive definite inverse "
+            "Hessian; start from an EM fit (init='em') or use method='laplace'."
+        )
+    elbo, it, mean, L, logdet = chosen
+    phi, log_p, log_q = _draw(fn, mean, L, logdet, rng.standard_normal((int(draws), d)))
+    k = pareto_k(log_p - log_q)
+    converged = k < PARETO_K_OK
+    if not converged:
+        warnings.warn(
+            f"method='pathfinder' did not converge: the Pareto k of its draws' importance "
+            f"weights is {k:.3g} (criterion: < {PARETO_K_OK}); q is too far from the "
+            "posterior for its draws to be trusted. Try method='advi' or a longer path.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    expand, names = compile_flat_expand(model)
+    per_draw = [expand(row) for row in phi]
+    values = [np.stack([dr[j] for dr in per_draw])[None] for j in range(len(names))]
+    posterior = posterior_dataset(model, names, values)
+    posterior.attrs.update(
+        pathfinder_converged=int(converged),
+        pathfinder_pareto_k=float(k),
+        pathfinder_elbo=float(elbo),
+        pathfinder_iteration=int(it),
+        pathfinder_iterations=len(iterates),
+        pathfinder_lbfgs_message=str(res.message),
+        pathfinder_criterion=f"Pareto k of the importance weights < {PARETO_K_OK}",
+    )
+    stats = xr.Dataset({"log_importance_weight": (("chain", "draw"), (log_p - log_q)[None])})
+    observed = xr.Dataset(
+        {
+            rv.name: xr.DataArray(
+                np.asarray(model.rvs_to_values[rv].eval()),
+                dims=model.named_vars_to_dims.get(rv.name),
+            )
+            for rv in model.observed_RVs
+        }
+    )
+    return xr.DataTree.from_dict(
+        {"posterior": posterior, "sample_stats": stats, "observed_data": observed}
+    )
