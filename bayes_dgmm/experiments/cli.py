@@ -15,12 +15,13 @@ any work, never a traceback. Rows and columns in messages are counted from 1, as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -428,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-jobs", type=_N_JOBS, default=2, help="parallel runs (joblib; -1: all cores)"
     )
+    _add_scheduler(p)
     p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
     p.add_argument(
         "--quick",
@@ -441,15 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "compare",
         help="every inference method on one data set (the main job)",
-        description="Fit the DGMM by stochastic EM, exact EM, a GMM, MAP, ADVI, full-rank "
-        "ADVI, NUTS (nutpie; PyMC's own sampler with --methods ... nuts) and SMC; write "
-        "comparison.csv, comparison.png, the fits and report.md. Finished methods are saved "
-        "at once under a digest of their inputs (data, labels, spec, method, budget, seed, "
-        "package version); a rerun resumes, and a run with other inputs into the same OUT "
-        "is computed afresh, kept apart from the earlier runs. A method the budget cannot "
-        "run is reported and makes the command exit with status 1. The default budgets fit "
-        "10 minutes on 2 cores (a smoke test of every method); raise them with --budget "
-        "KEY=VALUE.",
+        description="Fit the DGMM by stochastic EM, exact EM, a GMM, MAP, Laplace, Pathfinder, "
+        "ADVI, full-rank ADVI, NUTS (nutpie; PyMC's own sampler with --methods ... nuts) and "
+        "SMC; write comparison.csv, loo_compare.csv, comparison.png, the fits and report.md. "
+        "Finished methods are saved at once under a digest of their inputs (data, labels, "
+        "spec, method, budget, seed, package version); a rerun resumes, and a run with "
+        "other inputs into the same OUT is computed afresh, kept apart from the earlier "
+        "runs. A method asked for by name that the budget cannot run is reported and makes "
+        "the command exit with status 1. The default budgets fit 10 minutes on 2 cores; "
+        "every row says whether its method converged. Raise them with --budget KEY=VALUE.",
     )
     _data_options(p)
     p.add_argument(
@@ -490,6 +492,7 @@ def _budget_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--n-jobs", type=_N_JOBS, default=2, help="parallel restarts/chains (-1: all cores)"
     )
+    _add_scheduler(p)
     p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars or printed tables")
@@ -529,6 +532,41 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # run the clean-up of a Ctrl-C (temporary files, workers)
 
 
+def _add_scheduler(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the parallel runs on a Dask cluster (e.g. tcp://host:8786); needs "
+        "pip install 'bayes-dgmm[dask]'. Results equal the local run's for the same seed.",
+    )
+
+
+@contextlib.contextmanager
+def _scheduler(address: str | None) -> Iterator[None]:
+    """joblib's Dask backend on the scheduler at ``address`` (nothing when None)."""
+    if address is None:
+        yield
+        return
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ValueError(
+            f"--scheduler {address} needs Dask: pip install 'bayes-dgmm[dask]'."
+        ) from None
+    from joblib import parallel_config
+
+    try:
+        client = Client(address, timeout=10)
+    except OSError as exc:
+        raise ValueError(
+            f"--scheduler {address}: no Dask scheduler answers there ({exc}); start one "
+            "(dask scheduler) or give its address as tcp://HOST:PORT."
+        ) from None
+    with client, parallel_config(backend="dask"):
+        log.info("running on the Dask cluster at %s", address)
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bayes-dgmm``; returns the exit status."""
     command = "bayes-dgmm"
@@ -549,7 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setLevel(logging.WARNING if args.quiet else logging.INFO)
         if args.quiet:
             _quiet_libraries()
-        args.func(args)
+        with _scheduler(getattr(args, "scheduler", None)):
+            args.func(args)
     except KeyboardInterrupt:
         print(
             f"{command}: interrupted; finished runs are saved, rerun to resume.",
