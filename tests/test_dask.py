@@ -37,8 +37,10 @@ def test_restarts_on_dask_equal_the_local_run(cluster, tiny):
     workers = {task["worker"] for task in stream.data}
     assert len(stream.data) >= 3 and workers <= set(cluster.scheduler_info["workers"])
     assert remote.lower_bound_ == local.lower_bound_
-    for a, b in zip(remote.params_.to_named().values(), local.params_.to_named().values()):
-        np.testing.assert_array_equal(a, b)
+    remote_values, local_values = remote.params_.to_named(), local.params_.to_named()
+    assert remote_values.keys() == local_values.keys()
+    for name, value in local_values.items():
+        np.testing.assert_array_equal(remote_values[name], value)
 
 
 def test_reproduce_with_a_scheduler_writes_the_local_tables(cluster, tiny, tmp_path):
