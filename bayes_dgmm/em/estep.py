@@ -25,6 +25,9 @@ Array = NDArray[np.float64]
 
 #: A component whose expected count falls below this fraction of N keeps its parameters.
 EMPTY_FRACTION = 1e-12
+#: Rows per block of the E-step: the (rows, paths) and (rows, sub-paths x J) work arrays
+#: are this tall whatever N is, so memory stays flat in N (``chunked_statistics``).
+CHUNK_ROWS = 65536
 
 
 def layer_slices(n_factors: Sequence[int]) -> list[slice]:
@@ -218,6 +221,49 @@ def path_statistics(X: Array, resp: Array, model: PathModel, n_factors_1: int) -
         czz=sym(K @ scatter @ Kt + n[:, None, None] * model.score_cov),
         cxz1=scatter @ Kt[:, :, :n_factors_1],
     )
+
+
+def combine_statistics(a: PathStatistics, b: PathStatistics, model: PathModel) -> PathStatistics:
+    """The statistics of two blocks of rows together, exactly (to rounding).
+
+    The parallel form of the centred moments (Chan, Golub & LeVeque): with
+    ``delta = xbar_b - xbar_a`` and ``w = n_a n_b / n``, the scatter of ``x`` gains
+    ``w delta delta^T``, so ``cxx`` gains ``w delta^2``, ``cxz1`` gains ``w delta (K_1
+    delta)^T`` and ``czz`` gains ``w (K delta)(K delta)^T``; means combine by weights.
+    """
+    n = a.n + b.n
+    safe = np.maximum(n, np.finfo(np.float64).tiny)
+    fa, fb = a.n / safe, b.n / safe
+    delta = b.xbar - a.xbar
+    w = (a.n * b.n / safe)[:, None]
+    Kd = np.einsum("pdj,pj->pd", model.score_map, delta)  # (P, D)
+    r1 = a.cxz1.shape[2]
+    return PathStatistics(
+        n=n,
+        xbar=fa[:, None] * a.xbar + fb[:, None] * b.xbar,
+        cxx=a.cxx + b.cxx + w * delta**2,
+        zbar=fa[:, None] * a.zbar + fb[:, None] * b.zbar,
+        czz=a.czz + b.czz + w[:, :, None] * np.einsum("pd,pe->pde", Kd, Kd),
+        cxz1=a.cxz1 + b.cxz1 + w[:, :, None] * np.einsum("pj,pr->pjr", delta, Kd[:, :r1]),
+    )
+
+
+def chunked_statistics(
+    X: Array, model: PathModel, n_components_1: int, n_factors_1: int, chunk_rows: int
+) -> tuple[float, PathStatistics]:
+    """Log-likelihood and :class:`PathStatistics` of ``X`` computed ``chunk_rows`` rows at a
+    time (:func:`e_step` and :func:`path_statistics` on each block, combined by
+    :func:`combine_statistics`). With ``N <= chunk_rows`` it is one block, the same
+    arithmetic as without chunks."""
+    total, stats = 0.0, None
+    for start in range(0, X.shape[0], int(chunk_rows)):
+        block = X[start : start + int(chunk_rows)]
+        log_norm, resp = e_step(block, model, n_components_1)
+        total += float(np.sum(log_norm))
+        part = path_statistics(block, resp, model, n_factors_1)
+        stats = part if stats is None else combine_statistics(stats, part, model)
+    assert stats is not None  # X has at least one row
+    return total, stats
 
 
 @dataclass(frozen=True)

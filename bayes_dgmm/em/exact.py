@@ -13,12 +13,12 @@ from scipy.linalg import LinAlgError, cho_solve, cholesky
 
 from bayes_dgmm.em.driver import Step, StepOutput
 from bayes_dgmm.em.estep import (
+    CHUNK_ROWS,
     EMPTY_FRACTION,
     PathStatistics,
-    e_step,
+    chunked_statistics,
     layer_statistics,
     path_model,
-    path_statistics,
 )
 from bayes_dgmm.em.expansion import frame_maps, reduce_frames, transform_statistics
 from bayes_dgmm.model.params import DGMMParams
@@ -203,21 +203,29 @@ def canonical(params: DGMMParams) -> DGMMParams:
 
 
 def exact_step(
-    X: Array, *, reg_psi: float, constraint: str | None = None, expand: bool = True
+    X: Array,
+    *,
+    reg_psi: float,
+    constraint: str | None = None,
+    expand: bool = True,
+    chunk_rows: int | None = None,
 ) -> Step:
     """The exact EM iteration as a step of :func:`bayes_dgmm.em.driver.run_em`.
 
     E-step, then the M-step: with ``expand``, the parameter-expanded one
     (:func:`bayes_dgmm.em.exact.expanded_m_step`) followed by :func:`canonical`; without,
     the closed-form one. Then the identifiability ``constraint`` if any. The log-likelihood
-    never decreases (without a constraint).
+    never decreases (without a constraint). The E-step runs ``chunk_rows`` rows at a time
+    (default :data:`~bayes_dgmm.em.estep.CHUNK_ROWS`), so its memory does not grow with N.
     """
     var_x = X.var(axis=0)
+    rows = CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
 
     def step(params: DGMMParams) -> StepOutput:
         model = path_model(params)
-        log_norm, resp = e_step(X, model, params.n_components[0])
-        stats = path_statistics(X, resp, model, params.n_factors[0])
+        loglik, stats = chunked_statistics(
+            X, model, params.n_components[0], params.n_factors[0], rows
+        )
         if expand:
             new, empty, singular = expanded_m_step(stats, params, reg_psi, var_x)
         else:
@@ -229,6 +237,6 @@ def exact_step(
             # (the location and scale of intermediate scores, rotations of the top one);
             # pinning them keeps the iterates, and Anderson's secants, out of that drift
             new = canonical(new)
-        return StepOutput(new, float(np.sum(log_norm)), tuple(empty), tuple(singular))
+        return StepOutput(new, loglik, tuple(empty), tuple(singular))
 
     return step

@@ -37,6 +37,10 @@ Array = NDArray[np.float64]
 PARAMS_FORMAT = "bayes-dgmm-params/1"
 
 
+#: Rows per block of ``score_samples`` and ``predict``.
+SCORE_CHUNK_ROWS = 65536
+
+
 def check_n_samples(n_samples: int) -> int:
     """Return ``n_samples`` if it is a positive integer, else raise ValueError."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
@@ -285,8 +289,14 @@ class DGMMParams:
         return out
 
     def score_samples(self, X: ArrayLike) -> Array:
-        """Log density of each row of ``X`` under the DGMM, shape (N,)."""
-        return log_normalize(self.log_prob_paths(X))[0]
+        """Log density of each row of ``X`` under the DGMM, shape (N,); computed
+        :data:`SCORE_CHUNK_ROWS` rows at a time, so memory beyond the result is flat in N."""
+        Xa = check_data(X, n_features=self.n_features)
+        out = np.empty(Xa.shape[0])
+        for start in range(0, Xa.shape[0], SCORE_CHUNK_ROWS):
+            rows = slice(start, start + SCORE_CHUNK_ROWS)
+            out[rows] = log_normalize(self._log_prob_paths(Xa[rows]))[0]
+        return out
 
     def score(self, X: ArrayLike) -> float:
         """Total log-likelihood of ``X``."""
@@ -302,15 +312,19 @@ class DGMMParams:
             None gives path posteriors (N, n_paths); ``l`` gives (N, G_l) by summing the
             path posteriors over the paths through each component of layer ``l``.
         """
-        log_prob = self.log_prob_paths(X)
+        return self._proba(check_data(X, n_features=self.n_features), layer, 0)
+
+    def _proba(self, X: Array, layer: int | None, offset: int) -> Array:
+        """:meth:`predict_proba` of validated rows, the first being row ``offset``."""
+        log_prob = self._log_prob_paths(X)
         bad = ~np.any(np.isfinite(log_prob), axis=1) | np.any(np.isnan(log_prob), axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"X row {i + 1} (counted from 1; {int(bad.sum())} such rows) has no finite log "
-                "density under any path (largest magnitude "
-                f"{float(np.max(np.abs(check_data(X)[i]))):.3g}): its values are too far from "
-                "the model for float64; rescale X as the training data were, or drop the row."
+                f"X row {offset + i + 1} (counted from 1; {int(bad.sum())} such rows) has no "
+                "finite log density under any path (largest magnitude "
+                f"{float(np.max(np.abs(X[i]))):.3g}): its values are too far from the model "
+                "for float64; rescale X as the training data were, or drop the row."
             )
         proba = log_normalize(log_prob)[1]
         if layer is None:
@@ -318,8 +332,14 @@ class DGMMParams:
         return aggregate_paths(proba, self.n_components, layer)
 
     def predict(self, X: ArrayLike, layer: int | None = None) -> NDArray[np.intp]:
-        """Bayes classifier: most probable path (or component of layer ``layer``)."""
-        return np.argmax(self.predict_proba(X, layer=layer), axis=1).astype(np.intp)
+        """Bayes classifier: most probable path (or component of layer ``layer``), computed
+        :data:`SCORE_CHUNK_ROWS` rows at a time."""
+        Xa = check_data(X, n_features=self.n_features)
+        out = np.empty(Xa.shape[0], dtype=np.intp)
+        for start in range(0, Xa.shape[0], SCORE_CHUNK_ROWS):
+            rows = slice(start, start + SCORE_CHUNK_ROWS)
+            out[rows] = np.argmax(self._proba(Xa[rows], layer, start), axis=1)
+        return out
 
     def sample(
         self, n_samples: int, random_state: RandomLike = None

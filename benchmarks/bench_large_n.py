@@ -1,0 +1,58 @@
+"""Exact EM and scoring at large N: time per iteration and peak memory, N = 1e4, 1e5, 1e6.
+
+Data of the study's design (``icbinb_like_params``: J = 17, G = (3, 3, 2), R = (11, 6, 2)),
+simulated. For each N: one exact-EM iteration from the true parameters (E-step in blocks of
+``CHUNK_ROWS`` rows) and ``score_samples``, best of ``--repeat`` calls, one BLAS thread. Peak
+memory is ``tracemalloc``'s peak during one call, net of the data (numpy's allocations are
+traced). Time should grow linearly in N. Memory should stay flat once N exceeds one block,
+apart from the (N,) result of scoring.
+
+    .venv/bin/python benchmarks/bench_large_n.py [--sizes 10000 100000 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+from _timing import best_time
+from threadpoolctl import threadpool_limits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+
+    from bayes_dgmm.em.estep import CHUNK_ROWS
+    from bayes_dgmm.em.exact import exact_step
+    from bayes_dgmm.experiments.datasets import icbinb_like_params
+
+    truth = icbinb_like_params(random_state=0)
+    print(f"block of the E-step and of scoring: {CHUNK_ROWS} rows; one BLAS thread")
+    print(f"{'N':>9} {'EM iter s':>10} {'s per 1e4 rows':>15} {'EM peak MiB':>12} "
+          f"{'score s':>8} {'score peak MiB':>15}")
+    with threadpool_limits(1):
+        for n in args.sizes:
+            X, _ = truth.sample(n, random_state=1)
+            step = exact_step(X, reg_psi=1e-10)
+            t_em = best_time(lambda: step(truth), repeat=args.repeat)
+            t_score = best_time(lambda: truth.score_samples(X), repeat=args.repeat)
+            peaks = []
+            for fn in (lambda: step(truth), lambda: truth.score_samples(X)):
+                tracemalloc.start()
+                tracemalloc.reset_peak()
+                fn()
+                peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
+                tracemalloc.stop()
+            print(f"{n:>9} {t_em:>10.3f} {t_em / n * 1e4:>15.4f} {peaks[0]:>12.1f} "
+                  f"{t_score:>8.3f} {peaks[1]:>15.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    main()
+    print(f"total {time.perf_counter() - t0:.0f} s")
