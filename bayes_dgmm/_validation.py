@@ -167,7 +167,7 @@ def check_count(value: Any, name: str, minimum: int = 1) -> int:
 
 
 #: Keyword arguments of the Bayesian methods that count something, and their least value.
-METHOD_COUNTS = {"n": 1, "draws": 1, "tune": 0, "chains": 1, "cores": 1}
+METHOD_COUNTS = {"n": 1, "draws": 1, "tune": 0, "chains": 1, "cores": 1, "batch_size": 1}
 
 
 def check_method_kwargs(method: str, kwargs: dict[str, Any]) -> None:
@@ -176,6 +176,11 @@ def check_method_kwargs(method: str, kwargs: dict[str, Any]) -> None:
     for key, minimum in METHOD_COUNTS.items():
         if key in kwargs:
             check_count(kwargs[key], f"{key} (for method={method!r})", minimum)
+    if "batch_size" in kwargs and method not in ("advi", "fullrank_advi"):
+        raise ValueError(
+            f"batch_size={kwargs['batch_size']!r} is for method='advi' or 'fullrank_advi' "
+            f"only; method={method!r} needs the density of all the data: drop batch_size."
+        )
 
 
 def check_seed(seed: Any, name: str = "random_seed") -> None:

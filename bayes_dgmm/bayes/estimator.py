@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pymc as pm
+import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -49,7 +50,8 @@ from bayes_dgmm._validation import (
 )
 from bayes_dgmm.bayes import METHODS
 from bayes_dgmm.bayes.backends.nutpie import compile_nutpie_model, sample_nutpie
-from bayes_dgmm.bayes.backends.pymc import run_pymc
+from bayes_dgmm.bayes.backends.pymc import jittered_start, run_pymc
+from bayes_dgmm.bayes.backends.vi import laplace_sd
 from bayes_dgmm.bayes.io import read_fit, write_fit
 from bayes_dgmm.bayes.model import CONSTRAINTS, build_model, resolve_priors
 from bayes_dgmm.bayes.postprocess import (
@@ -187,6 +189,8 @@ class BayesianDeepGaussianMixture:
             the spec's ``[fit]`` table).
         **method_kwargs
             Passed to the PyMC function (e.g. ``draws``, ``tune``, ``chains`` for NUTS).
+            ``batch_size`` (ADVI only): minibatch ADVI, the likelihood of ``batch_size``
+            random rows per iteration scaled to N (``pm.Minibatch``), for large N.
         """
         check_method(method)
         check_method_kwargs(method, method_kwargs)
@@ -206,10 +210,25 @@ class BayesianDeepGaussianMixture:
                 "method='smc' starts from prior draws; init is ignored.", UserWarning, stacklevel=2
             )
             start = None
+        kw = dict(method_kwargs)
+        run_model = model
+        if "batch_size" in kw:
+            # minibatch ADVI: q's starting scale from the full data's density, the fit on a
+            # model whose likelihood is that of random batches scaled to N
+            batch = int(kw.pop("batch_size"))
+            if start is None:
+                start = jittered_start(model, self.random_seed)
+            with threadpool_limits(1):
+                kw["sd"] = laplace_sd(model, start)
+            run_model = build_model(
+                Xa, spec, priors=self.priors, constraint=self.constraint, batch_size=batch
+            )
         t0 = time.perf_counter()
         logger.info("fitting %s with method=%r", spec.name, method)
         with threadpool_limits(1):
-            idata = self._run(method, model, start, dict(method_kwargs))
+            idata = self._run(method, run_model, start, kw)
+        if run_model is not model:  # a minibatch model's observed data are one batch
+            idata["observed_data"] = xr.Dataset({"x": (("obs", "feature"), Xa)})
         logger.info("method=%r took %.1f s", method, time.perf_counter() - t0)
         self._finish(idata, model, Xa, spec, method)
         return self

@@ -326,6 +326,7 @@ def build_model(
     spec: DGMMSpec,
     priors: Mapping[str, Any] | None = None,
     constraint: str | None = None,
+    batch_size: int | None = None,
 ) -> pm.Model:
     """The DGMM with labels and scores marginalised, as a PyMC model.
 
@@ -339,6 +340,10 @@ def build_model(
         Prior overrides on top of the spec's (keys in the module docstring).
     constraint : {None, "ordered", "lower_triangular"}
         Identifiability constraint (module docstring).
+    batch_size : int, optional
+        Minibatches for stochastic VI: the likelihood is that of ``batch_size`` rows drawn
+        at random at every evaluation (``pm.Minibatch``), scaled to ``N`` (``total_size``).
+        Its log density is then an unbiased estimate, usable by ADVI only.
 
     Returns
     -------
@@ -447,15 +452,12 @@ def build_model(
             params += [pi_l, eta_l, lam_l, psi_l]
 
         logp, random, signature = _likelihood_fns(comps, facts)
-        pm.CustomDist(
-            "x",
-            *params,
-            logp=logp,
-            random=random,
-            signature=signature,
-            observed=X_data,
-            dims=("obs", "feature"),
-        )
+        if batch_size is None:
+            observed: dict[str, Any] = {"observed": X_data, "dims": ("obs", "feature")}
+        else:
+            batch = pm.Minibatch(X_data, batch_size=int(batch_size))
+            observed = {"observed": batch, "total_size": N}
+        pm.CustomDist("x", *params, logp=logp, random=random, signature=signature, **observed)
     return model
 
 

@@ -131,3 +131,34 @@ def test_laplace_draws_the_exact_gaussian_posterior(regression):
     np.testing.assert_array_less(np.abs(draws.mean(axis=0) - mean), 5 * se)
     np.testing.assert_allclose(np.cov(draws.T), cov, rtol=0.1, atol=0.1 * np.abs(cov).max())
     assert "observed_data" in idata.children
+
+
+def test_minibatch_likelihood_is_unbiased_and_minibatch_advi_fits():
+    import warnings
+
+    from bayes_dgmm import BayesianDeepGaussianMixture, DGMMParams
+    from bayes_dgmm.bayes.model import build_model, params_to_point, transformed_point
+    from bayes_dgmm.model.spec import DGMMSpec
+
+    truth = DGMMParams.random(5, (2, 2), (2, 1), random_state=0, separation=4.0)
+    X, _ = truth.sample(3000, random_state=1)
+    spec = DGMMSpec((2, 2), (2, 1))
+    full, batches = build_model(X, spec), build_model(X, spec, batch_size=200)
+    point = transformed_point(full, params_to_point(truth, full))
+    exact = float(full.compile_logp()(point))
+    noisy = batches.compile_logp()
+    draws = np.array([float(noisy(point)) for _ in range(400)])
+    # the mean of the scaled batch log densities is the full one, within 4 standard errors
+    assert abs(draws.mean() - exact) < 4 * draws.std() / np.sqrt(draws.size)
+    assert draws.std() > 1.0  # and they are random batches, not the full data
+    est = BayesianDeepGaussianMixture((2, 2), (2, 1), random_seed=0, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        est.fit(X, method="advi", init=truth, batch_size=200, n=5000, draws=200)
+    assert est.converged_
+    assert est.idata_["observed_data"]["x"].shape == X.shape
+    # q's draws score the full data about as well as the truth does (k = 27 parameters)
+    mean_ll = float(est.idata_["sample_stats"]["log_likelihood_total"].mean())
+    assert truth.score(X) - 100 < mean_ll < truth.score(X) + 100
+    with pytest.raises(ValueError, match="batch_size=200 is for method='advi'"):
+        est.fit(X, method="map", batch_size=200)

@@ -120,6 +120,7 @@ def run_vi(
     random_seed: RandomLike,
     progressbar: bool,
     window: int = 500,
+    sd: Array | None = None,
     **kw: Any,
 ) -> tuple[Any, ELBOConvergence]:
     """Mean-field (``"advi"``) or full-rank (``"fullrank_advi"``) ADVI from ``start``.
@@ -127,7 +128,9 @@ def run_vi(
     Both start at ``start`` with the diagonal Laplace sds (full-rank: ``L`` diagonal), take
     steps scaled by those sds, and stop at :class:`ELBOConvergence` or after ``n``
     iterations. Returns the DataTree of ``draws`` draws of q (with a ``loss`` group whose
-    attributes say whether the ELBO converged) and the convergence callback.
+    attributes say whether the ELBO converged) and the convergence callback. ``sd``: the
+    starting sds (flat, ``model.free_RVs`` order) when ``model``'s density cannot give them,
+    as a minibatch model's random one cannot (take them from the full-data model).
     """
     if compile_mode().upper() == "JAX" and any(
         isinstance(v, SharedVariable) for v in model.data_vars
@@ -135,7 +138,7 @@ def run_vi(
         # JAX draws random numbers only for sizes known at compile time: fix the dims and
         # data of the model (a copy; the same variables and names)
         model = freeze_dims_and_data(model)
-    sd = laplace_sd(model, start)
+    sd = laplace_sd(model, start) if sd is None else np.asarray(sd, dtype=float)
     cls = pm.ADVI if method == "advi" else pm.FullRankADVI
     inference = cls(model=model, start=start, random_seed=random_seed)
     group = inference.approx.groups[0]
