@@ -163,6 +163,12 @@ def _stack(
     var_name: str | None,
     random_state: RandomLike,
 ) -> ChainStacking:
+    for name, unit in zip(names, units, strict=True):
+        if not _has_draws(unit):
+            raise ValueError(
+                f"{name} has fewer than {MIN_LOO_DRAWS} draws (or no log_likelihood group); "
+                "PSIS-LOO needs more: sample more draws per chain or run."
+            )
     loos = [_loo(u, var_name) for u in units]
     pointwise = np.column_stack([np.asarray(e.elpd_i).ravel() for e in loos])
     weights, stacked = stacking_weights(pointwise)
@@ -196,17 +202,22 @@ def _stack(
     )
 
 
+#: Fewest draws for PSIS-LOO: its Pareto fit needs a tail of 5 draws (20% of the draws).
+MIN_LOO_DRAWS = 30
+
+
 def _has_draws(data: Any) -> bool:
     if not isinstance(data, xr.DataTree) or "log_likelihood" not in data.children:
         return False
     sizes = data["log_likelihood"].sizes
-    return sizes.get("chain", 1) * sizes.get("draw", 1) >= 2
+    return sizes.get("chain", 1) * sizes.get("draw", 1) >= MIN_LOO_DRAWS
 
 
 def loo_summary(data: Any, var_name: str | None = None) -> dict[str, float]:
     """PSIS-LOO of one fit: ``elpd_loo``, its ``se`` and the largest Pareto k (NaN for a
-    fit of fewer than 2 draws, e.g. MAP). For VI and Laplace draws this is PSIS-LOO with q's
-    draws in place of the posterior's, without the approximate-posterior correction."""
+    fit of fewer than :data:`MIN_LOO_DRAWS` draws, e.g. MAP). For VI and Laplace draws this
+    is PSIS-LOO with q's draws in place of the posterior's, without the approximate-posterior
+    correction."""
     if not _has_draws(data):
         return {"elpd_loo": float("nan"), "elpd_loo_se": float("nan"), "pareto_k_max": float("nan")}
     res = _loo(data, var_name)
@@ -219,7 +230,8 @@ def loo_summary(data: Any, var_name: str | None = None) -> dict[str, float]:
 
 def compare_fits(fits: Mapping[str, Any], var_name: str | None = None) -> Any:
     """``arviz_stats.compare`` (PSIS-LOO, stacking weights) of several fits of the same data:
-    a ``pandas.DataFrame``, best first; fits of fewer than 2 draws are left out. None when
+    a ``pandas.DataFrame``, best first; fits of fewer than :data:`MIN_LOO_DRAWS` draws are
+    left out. None when
     fewer than two fits remain."""
     import warnings
 

@@ -587,6 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setLevel(logging.WARNING if args.quiet else logging.INFO)
         if args.quiet:
             _quiet_libraries()
+        # PyTensor warns once per process that it found no BLAS to link: the package's C
+        # functions are timed as they are (docs/bayesian-model.md), so it says nothing new
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
         with _scheduler(getattr(args, "scheduler", None)):
             args.func(args)
     except KeyboardInterrupt:

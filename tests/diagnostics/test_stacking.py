@@ -108,3 +108,14 @@ def test_runs_are_stacked_as_units_and_bad_input_is_named():
         stack_chains(from_dict({"posterior": {"mu": np.zeros((2, 5))}}))
     with pytest.raises(ValueError, match="elpd_pointwise"):
         stacking_weights(np.array([[0.0, np.nan]]))
+
+
+def test_too_few_draws_for_psis_are_named():
+    from bayes_dgmm.diagnostics.stacking import MIN_LOO_DRAWS, loo_summary
+
+    y = np.random.default_rng(5).normal(size=40)
+    short = _normal_fit(y, np.zeros((2, 10)))  # 2 chains x 10 draws: 20 < 30
+    assert MIN_LOO_DRAWS == 30
+    assert np.isnan(loo_summary(short)["elpd_loo"])
+    with pytest.raises(ValueError, match="chain 0 has fewer than 30 draws"):
+        stack_chains(short)
