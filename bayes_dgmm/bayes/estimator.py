@@ -218,8 +218,7 @@ class BayesianDeepGaussianMixture:
             batch = int(kw.pop("batch_size"))
             if start is None:
                 start = jittered_start(model, self.random_seed)
-            with threadpool_limits(1):
-                kw["sd"] = laplace_sd(model, start)
+            kw["sd"] = _minibatch_start_sd(Xa, spec, self, start)
             run_model = build_model(
                 Xa, spec, priors=self.priors, constraint=self.constraint, batch_size=batch
             )
@@ -371,6 +370,23 @@ class BayesianDeepGaussianMixture:
         est.n_features_in_ = saved.n_features_in
         est._set_params()
         return est
+
+
+#: Rows of the subsample whose diagonal Laplace sds start minibatch ADVI.
+SD_ROWS = 4000
+
+
+def _minibatch_start_sd(X: Array, spec: DGMMSpec, est: Any, start: Any) -> Array:
+    """q's starting sds for minibatch ADVI: the diagonal Laplace sds of the model on at most
+    :data:`SD_ROWS` rows (every row when N is smaller), shrunk by ``sqrt(n / N)`` as the
+    likelihood's curvature grows with N; a start, not a result, so the subsample's
+    approximation is enough, and its cost does not grow with N."""
+    n = min(X.shape[0], SD_ROWS)
+    rows = np.random.default_rng(est.random_seed).choice(X.shape[0], size=n, replace=False)
+    sub = X if n == X.shape[0] else X[np.sort(rows)]
+    model = build_model(sub, spec, priors=est.priors, constraint=est.constraint)
+    with threadpool_limits(1):
+        return laplace_sd(model, start) * math.sqrt(n / X.shape[0])
 
 
 def _model_for(

@@ -242,4 +242,4 @@ def compare_fits(fits: Mapping[str, Any], var_name: str | None = None) -> Any:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return compare(usable)
+        return compare(usable, round_to="none")

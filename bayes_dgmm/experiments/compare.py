@@ -71,7 +71,7 @@ def summarise(
             "converged": result.converged,
             "log_likelihood": result.log_likelihood,
             "bic": result.bic,
-            "seconds": result.seconds,
+            "seconds": round(float(result.seconds), 1),
             "n_runs": int(result.partitions.shape[0]),
             "n_modes": census.n_modes,
             "occupied_paths": n_occupied(result.paths, spec.n_paths),
@@ -175,7 +175,7 @@ def compare_methods(
     table = [{k: v for k, v in r.items() if k != "paths"} for r in rows]
     write_csv(out / "comparison.csv", table)
     save_figure(out / "comparison.png", plot_comparison([r for r in table if "skipped" not in r]))
-    loo_table = _loo_comparison(fits, [r["method"] for r in table if "skipped" not in r])
+    loo_table = _loo_comparison(fits, [r for r in table if "skipped" not in r])
     if loo_table is not None:
         write_csv(out / "loo_compare.csv", loo_table)
     else:
@@ -184,20 +184,26 @@ def compare_methods(
     return table
 
 
-def _loo_comparison(fits: Path, methods: Sequence[str]) -> list[dict[str, Any]] | None:
-    """``arviz_stats.compare`` of the Bayesian fits of this call with more than one draw."""
+def _loo_comparison(fits: Path, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    """``arviz_stats.compare`` of the Bayesian fits of this call with enough draws, with
+    each method's ``converged`` beside it; figures rounded to 0.1 nat, weights to 0.001."""
     from bayes_dgmm.bayes.io import read_fit
     from bayes_dgmm.diagnostics.stacking import compare_fits
 
-    trees = {m: read_fit(fits / f"{m}.nc").tree for m in methods if (fits / f"{m}.nc").is_file()}
+    converged = {r["method"]: r.get("converged") for r in rows}
+    trees = {m: read_fit(fits / f"{m}.nc").tree for m in converged if (fits / f"{m}.nc").is_file()}
     frame = compare_fits(trees)
     if frame is None:
         return None
-    keep = ["rank", "elpd", "p", "elpd_diff", "weight", "se", "dse", "warning"]
-    return [
-        {"method": str(name), **{k: row[k] for k in keep if k in row}}
-        for name, row in frame.iterrows()
-    ]
+    out = []
+    for name, row in frame.iterrows():
+        entry: dict[str, Any] = {"method": str(name), "converged": converged.get(str(name))}
+        entry["rank"] = int(row["rank"])
+        for key in ("elpd", "se", "p", "elpd_diff", "dse"):
+            entry["p_loo" if key == "p" else key] = round(float(row[key]), 1)
+        entry["weight"] = round(float(row["weight"]), 3)
+        out.append(entry)
+    return out
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -295,7 +301,9 @@ def _report(
             "draws are q's, used as if they were the posterior's (no approximate-posterior "
             "correction); `pareto_k_max` in the table above says where PSIS is unreliable "
             "(above 0.7). The elpd of an unconverged fit is that of its draws, not of the "
-            "posterior.",
+            "posterior: draws that are too concentrated (`p_loo` far below the number of "
+            "parameters, as for a Pathfinder whose Pareto k fails) score like the point "
+            "estimate and can rank first without being a posterior.",
         )
         report.table(list(loo_table))
     report.figure("comparison.png", "ARI, log-likelihood and wall time per method")
