@@ -14,6 +14,7 @@ minibatch ADVI (``batch_size`` rows per iteration), which should not depend on N
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import tracemalloc
 
@@ -80,10 +81,12 @@ def main() -> None:
         for n in args.sizes:
             X, _ = truth.sample(n, random_state=1)
             step = exact_step(X, reg_psi=1e-10)
-            t_em = best_time(lambda: step(truth), repeat=args.repeat)
-            t_score = best_time(lambda: truth.score_samples(X), repeat=args.repeat)
+            em_call = functools.partial(step, truth)
+            score_call = functools.partial(truth.score_samples, X)
+            t_em = best_time(em_call, repeat=args.repeat)
+            t_score = best_time(score_call, repeat=args.repeat)
             peaks = []
-            for fn in (lambda: step(truth), lambda: truth.score_samples(X)):
+            for fn in (em_call, score_call):
                 tracemalloc.start()
                 tracemalloc.reset_peak()
                 fn()
