@@ -125,6 +125,29 @@ def posterior_dataset(model: Any, names: list[str], values: list[Any]) -> Any:
     return xr.Dataset(data, coords=coords)
 
 
+def draws_dataset(model: Any, flat_draws: Any) -> Any:
+    """The posterior ``xarray.Dataset`` (one chain) of flat unconstrained draws (one per
+    row): every free variable on its own scale and every deterministic
+    (:func:`compile_flat_expand`, :func:`posterior_dataset`)."""
+    expand, names = compile_flat_expand(model)
+    per_draw = [expand(row) for row in flat_draws]
+    values = [np.stack([d[k] for d in per_draw])[None] for k in range(len(names))]
+    return posterior_dataset(model, names, values)
+
+
+def observed_dataset(model: Any) -> Any:
+    """The model's observed data as an ``xarray.Dataset`` (the ``observed_data`` group)."""
+    return xr.Dataset(
+        {
+            rv.name: xr.DataArray(
+                np.asarray(model.rvs_to_values[rv].eval()),
+                dims=model.named_vars_to_dims.get(rv.name),
+            )
+            for rv in model.observed_RVs
+        }
+    )
+
+
 def flatten_point(model: Any, point: Mapping[str, Any]) -> np.ndarray:
     """A point of value variables (unconstrained, by name) as one flat vector."""
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]

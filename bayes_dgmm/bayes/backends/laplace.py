@@ -21,10 +21,10 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm._validation import RandomLike
 from bayes_dgmm.bayes.backends.flat import (
-    compile_flat_expand,
     compile_flat_logp_grad,
+    draws_dataset,
     flatten_point,
-    posterior_dataset,
+    observed_dataset,
 )
 from bayes_dgmm.bayes.model import map_compile_mode, transformed_point
 
@@ -131,10 +131,7 @@ def run_laplace(
     w_used = np.maximum(w, MIN_CURVATURE)
     rng = np.random.default_rng(random_seed)
     flat = x + (rng.standard_normal((int(draws), x.size)) / np.sqrt(w_used)) @ V.T
-    expand, names = compile_flat_expand(model)
-    per_draw = [expand(row) for row in flat]
-    values = [np.stack([d[k] for d in per_draw])[None] for k in range(len(names))]
-    posterior = posterior_dataset(model, names, values)
+    posterior = draws_dataset(model, flat)
     posterior.attrs.update(
         laplace_converged=int(converged),
         laplace_newton_decrement=float(decrement),
@@ -146,13 +143,5 @@ def run_laplace(
             f"Hessian positive definite and Newton decrement < {DECREMENT_TOL} nats"
         ),
     )
-    observed = xr.Dataset(
-        {
-            rv.name: xr.DataArray(
-                np.asarray(model.rvs_to_values[rv].eval()),
-                dims=model.named_vars_to_dims.get(rv.name),
-            )
-            for rv in model.observed_RVs
-        }
-    )
+    observed = observed_dataset(model)
     return xr.DataTree.from_dict({"posterior": posterior, "observed_data": observed})

@@ -25,10 +25,10 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm._validation import RandomLike
 from bayes_dgmm.bayes.backends.flat import (
-    compile_flat_expand,
     compile_flat_logp_grad,
+    draws_dataset,
     flatten_point,
-    posterior_dataset,
+    observed_dataset,
 )
 from bayes_dgmm.bayes.model import transformed_point
 
@@ -175,10 +175,7 @@ def run_pathfinder(
             ConvergenceWarning,
             stacklevel=3,
         )
-    expand, names = compile_flat_expand(model)
-    per_draw = [expand(row) for row in phi]
-    values = [np.stack([dr[j] for dr in per_draw])[None] for j in range(len(names))]
-    posterior = posterior_dataset(model, names, values)
+    posterior = draws_dataset(model, phi)
     posterior.attrs.update(
         pathfinder_converged=int(converged),
         pathfinder_pareto_k=float(k),
@@ -189,15 +186,7 @@ def run_pathfinder(
         pathfinder_criterion=f"Pareto k of the importance weights < {PARETO_K_OK}",
     )
     stats = xr.Dataset({"log_importance_weight": (("chain", "draw"), (log_p - log_q)[None])})
-    observed = xr.Dataset(
-        {
-            rv.name: xr.DataArray(
-                np.asarray(model.rvs_to_values[rv].eval()),
-                dims=model.named_vars_to_dims.get(rv.name),
-            )
-            for rv in model.observed_RVs
-        }
-    )
+    observed = observed_dataset(model)
     return xr.DataTree.from_dict(
         {"posterior": posterior, "sample_stats": stats, "observed_data": observed}
     )

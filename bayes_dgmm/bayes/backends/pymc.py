@@ -57,18 +57,12 @@ def run_pymc(
             return_inferencedata=True,
             **kw,
         )
-    if method == "laplace":
+    if method in ("laplace", "pathfinder"):
         if start is None:
             start = jittered_start(model, seed)
-        kw.pop("compile_kwargs", None)
-        return run_laplace(
-            model, start, draws=int(kw.pop("draws", 1000)), random_seed=seed, progressbar=bar, **kw
-        )
-    if method == "pathfinder":
-        if start is None:
-            start = jittered_start(model, seed)
-        kw.pop("compile_kwargs", None)
-        return run_pathfinder(
+        kw.pop("compile_kwargs", None)  # both compile through backends/flat.py
+        run = run_laplace if method == "laplace" else run_pathfinder
+        return run(
             model, start, draws=int(kw.pop("draws", 1000)), random_seed=seed, progressbar=bar, **kw
         )
     if method in ("advi", "fullrank_advi"):
