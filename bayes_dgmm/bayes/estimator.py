@@ -51,6 +51,7 @@ from bayes_dgmm._validation import (
 from bayes_dgmm.bayes import METHODS
 from bayes_dgmm.bayes.backends.nutpie import compile_nutpie_model, sample_nutpie
 from bayes_dgmm.bayes.backends.pymc import jittered_start, run_pymc
+from bayes_dgmm.bayes.backends.timing import compile_timer
 from bayes_dgmm.bayes.backends.vi import laplace_sd
 from bayes_dgmm.bayes.io import read_fit, write_fit
 from bayes_dgmm.bayes.model import CONSTRAINTS, build_model, resolve_priors
@@ -113,6 +114,10 @@ class BayesianDeepGaussianMixture:
     convergence_ : dict, that criterion and its figures
         (:func:`bayes_dgmm.bayes.postprocess.fit_convergence`; samplers: r_hat and bulk ESS
         of identified quantities, divergences)
+    compile_seconds_, run_seconds_ : float
+        The last fit's wall time spent compiling PyTensor functions
+        (:func:`~bayes_dgmm.bayes.backends.timing.compile_timer`), and the rest of it; also
+        in ``idata_["posterior"].attrs``.
     """
 
     # validated at fit, as scikit-learn's estimators do (see DeepGaussianMixture)
@@ -224,12 +229,18 @@ class BayesianDeepGaussianMixture:
             )
         t0 = time.perf_counter()
         logger.info("fitting %s with method=%r", spec.name, method)
-        with threadpool_limits(1):
+        with threadpool_limits(1), compile_timer() as compiling:
             idata = self._run(method, run_model, start, kw)
-        if run_model is not model:  # a minibatch model's observed data are one batch
-            idata["observed_data"] = xr.Dataset({"x": (("obs", "feature"), Xa)})
-        logger.info("method=%r took %.1f s", method, time.perf_counter() - t0)
-        self._finish(idata, model, Xa, spec, method)
+            if run_model is not model:  # a minibatch model's observed data are one batch
+                idata["observed_data"] = xr.Dataset({"x": (("obs", "feature"), Xa)})
+            self._finish(idata, model, Xa, spec, method)
+        seconds = time.perf_counter() - t0
+        self.compile_seconds_ = compiling.seconds
+        self.run_seconds_ = seconds - compiling.seconds
+        self.idata_["posterior"].attrs.update(
+            compile_seconds=self.compile_seconds_, run_seconds=self.run_seconds_
+        )
+        logger.info("method=%r took %.1f s (%.1f s compiling)", method, seconds, compiling.seconds)
         return self
 
     def _run(self, method: str, model: Any, start: Any, kw: dict[str, Any]) -> Any:

@@ -327,6 +327,7 @@ def build_model(
     priors: Mapping[str, Any] | None = None,
     constraint: str | None = None,
     batch_size: int | None = None,
+    reference: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> pm.Model:
     """The DGMM with labels and scores marginalised, as a PyMC model.
 
@@ -344,6 +345,10 @@ def build_model(
         Minibatches for stochastic VI: the likelihood is that of ``batch_size`` rows drawn
         at random at every evaluation (``pm.Minibatch``), scaled to ``N`` (``total_size``).
         Its log density is then an unbiased estimate, usable by ADVI only.
+    reference : (location, scale), optional
+        Per-feature location and scale (length ``J`` each, scale > 0) that centre and scale
+        the layer-1 priors, instead of ``X``'s mean and standard deviation. A prior fixed
+        in advance, whatever the data (simulation-based calibration needs one).
 
     Returns
     -------
@@ -358,8 +363,11 @@ def build_model(
     n_layers = len(comps)
     N, J = Xa.shape
     dims_r = (J, *facts)
-    x_mean, x_sd = Xa.mean(axis=0), Xa.std(axis=0)
-    x_sd = np.where(x_sd > 0, x_sd, 1.0)
+    if reference is None:
+        x_mean, x_sd = Xa.mean(axis=0), Xa.std(axis=0)
+        x_sd = np.where(x_sd > 0, x_sd, 1.0)
+    else:
+        x_mean, x_sd = _check_reference(reference, J)
 
     coords: dict[str, Any] = {
         "obs": np.arange(N),
@@ -459,6 +467,23 @@ def build_model(
             observed = {"observed": batch, "total_size": N}
         pm.CustomDist("x", *params, logp=logp, random=random, signature=signature, **observed)
     return model
+
+
+def _check_reference(reference: Any, J: int) -> tuple[Array, Array]:
+    """``reference`` as two float arrays of length ``J``, the scale positive."""
+    try:
+        loc, scale = (np.broadcast_to(np.asarray(a, dtype=float), (J,)) for a in reference)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"reference={reference!r} is not a (location, scale) pair of length-{J} arrays "
+            "(or scalars); give the per-feature location and scale of the layer-1 priors."
+        ) from None
+    if not (np.isfinite(loc).all() and np.isfinite(scale).all() and (scale > 0).all()):
+        raise ValueError(
+            f"reference={reference!r}: the location must be finite and the scale finite and "
+            "positive in every feature."
+        )
+    return loc.copy(), scale.copy()
 
 
 def _zero_sum(name: str, G: int, r_in: int, sigma: float, comp: str, din: str) -> Any:

@@ -163,17 +163,24 @@ def sampler_convergence(data: Any, *, method: str = "hungarian") -> dict[str, An
     rhat = max((v for v in _max_rhat(ids).values() if np.isfinite(v)), default=float("nan"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        ess = az.ess(ids, method="bulk")
-    ess_min = min(
-        (float(np.nanmin(v.values)) for v in ess.data_vars.values() if np.isfinite(v.values).any()),
-        default=float("nan"),
-    )
+        ess_min = {kind: _min_over_vars(az.ess(ids, method=kind)) for kind in ("bulk", "tail")}
+    out: dict[str, Any] = {}
     divergences = 0
     if isinstance(data, xr.DataTree) and "sample_stats" in data.children:
         stats = data["sample_stats"].to_dataset()
         if "diverging" in stats:
             divergences = int(stats["diverging"].sum())
-    converged = bool(n_chains > 1 and rhat < RHAT_OK and ess_min > ESS_OK and divergences == 0)
+        for key in ("tree_depth", "depth"):  # PyMC's name, nutpie's name
+            if key in stats:
+                out["max_tree_depth"] = int(stats[key].max())
+                break
+        if "reached_max_treedepth" in stats:
+            out["max_tree_depth_hits"] = int(stats["reached_max_treedepth"].sum())
+        if "beta" in stats:  # SMC: one array of tempering stages (beta rising to 1) per chain
+            out["smc_stages"] = max(int(np.size(b)) for b in stats["beta"].values.ravel())
+    converged = bool(
+        n_chains > 1 and rhat < RHAT_OK and ess_min["bulk"] > ESS_OK and divergences == 0
+    )
     return {
         "converged": converged,
         "criterion": (
@@ -181,9 +188,20 @@ def sampler_convergence(data: Any, *, method: str = "hungarian") -> dict[str, An
             "no divergences, more than one chain"
         ),
         "max_rhat": rhat,
-        "min_ess_bulk": ess_min,
+        "min_ess_bulk": ess_min["bulk"],
+        "min_ess_tail": ess_min["tail"],
         "divergences": divergences,
+        "n_chains": n_chains,
+        **out,
     }
+
+
+def _min_over_vars(ds: xr.Dataset) -> float:
+    """The smallest finite value over every variable of ``ds`` (nan if none)."""
+    return min(
+        (float(np.nanmin(v.values)) for v in ds.data_vars.values() if np.isfinite(v.values).any()),
+        default=float("nan"),
+    )
 
 
 def prior_predictive_spread(data: Any, X: ArrayLike) -> dict[str, Any]:

@@ -219,6 +219,7 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         for c in (
             "method",
             "converged",
+            "evidence",
             "ari_path",
             "ari_layer_1",
             "ari_layer_2",
@@ -228,6 +229,7 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
             "elpd_loo",
             "pareto_k_max",
             "seconds",
+            "compile_s",
             "n_runs",
             "n_modes",
             "empty_paths",

@@ -69,6 +69,7 @@ def summarise(
     row.update(
         {
             "converged": result.converged,
+            "evidence": convergence_evidence(result),
             "log_likelihood": result.log_likelihood,
             "bic": result.bic,
             "seconds": round(float(result.seconds), 1),
@@ -78,12 +79,62 @@ def summarise(
             "empty_paths": spec.n_paths - n_occupied(result.paths, spec.n_paths),
         }
     )
+    if "compile_seconds" in result.extra:
+        row["compile_s"] = round(float(result.extra["compile_seconds"]), 1)
     for key in ("elpd_loo", "pareto_k_max"):
         # a fit with draws (Bayesian, not MAP) has a PSIS-LOO; EM and MAP have none
         value = result.extra.get(key)
         if value is not None and np.isfinite(value):
             row[key] = float(value)
     return row
+
+
+def convergence_evidence(result: MethodResult) -> str:
+    """The figure a method's convergence was judged by, in a few words."""
+    est, method = result.estimator, result.method
+    if method == "gmm":
+        return "scikit-learn: lower-bound change < tol" + ("" if result.converged else " not met")
+    if method in ("stochastic", "exact"):
+        stopping = getattr(est, "stopping", "auto")
+        if stopping == "auto":
+            stopping = "aitken" if method == "exact" else "deepgmm"
+        if stopping == "aitken":
+            tol = float(est.tol) * result.paths.size
+            return f"Aitken: {_fig(est.remaining_)} nats left (< {_fig(tol)})"
+        return f"{stopping} rule" + ("" if result.converged else f" not met in {est.n_iter_} its")
+    conv = result.extra.get("convergence") or {}
+    if method == "map":
+        return f"max |gradient| {_fig(conv.get('max_abs_gradient'))}"
+    if method == "laplace":
+        return (
+            f"{conv.get('nonpositive_eigenvalues')} non-positive Hessian eigenvalues, "
+            f"Newton decrement {_fig(conv.get('newton_decrement'))}"
+        )
+    if method == "pathfinder":
+        return f"Pareto k {_fig(conv.get('pareto_k'))} (< 0.7)"
+    if method in ("advi", "fullrank_advi"):
+        return (
+            f"ELBO gain over the last window {_fig(conv.get('last_window_gain'))} "
+            f"after {conv.get('iterations')} its"
+        )
+    parts = [
+        f"r_hat {_fig(conv.get('max_rhat'), 3)}",
+        f"ESS bulk {_fig(conv.get('min_ess_bulk'))} / tail {_fig(conv.get('min_ess_tail'))}",
+        f"{conv.get('divergences', 0)} divergences",
+    ]
+    if "max_tree_depth" in conv:
+        parts.append(f"tree depth {conv['max_tree_depth']}")
+    if "smc_stages" in conv:
+        parts.append(f"{conv['smc_stages']} stages")
+    return ", ".join(parts)
+
+
+def _fig(value: Any, digits: int = 3) -> str:
+    """A figure to ``digits`` significant digits ('nan' when missing)."""
+    try:
+        return f"{float(value):.{digits}g}"
+    except (TypeError, ValueError):
+        return "nan"
 
 
 def compare_methods(
@@ -180,8 +231,45 @@ def compare_methods(
         write_csv(out / "loo_compare.csv", loo_table)
     else:
         (out / "loo_compare.csv").unlink(missing_ok=True)  # not left from an earlier call
-    _report(out, table, spec, X, budget, loo_table)
+    rank_plots = _rank_plots(out, fits, [r["method"] for r in table if "skipped" not in r])
+    _report(out, table, spec, X, budget, loo_table, rank_plots)
     return table
+
+
+def _rank_plots(out: Path, fits: Path, methods: Sequence[str]) -> dict[str, str]:
+    """An ArviZ rank plot (raw and relabelled) per Bayesian fit with more than one chain,
+    of the layer whose relabelled chains agree least; returns {method: caption}."""
+    from bayes_dgmm.bayes.io import read_fit
+    from bayes_dgmm.diagnostics.posterior import relabel_posterior
+    from bayes_dgmm.experiments.plots import plot_rank_relabelling
+
+    captions = {}
+    for method in methods:
+        path = out / f"rank_{method}.png"
+        path.unlink(missing_ok=True)  # not left from an earlier call
+        if not (fits / f"{method}.nc").is_file():
+            continue
+        tree = read_fit(fits / f"{method}.nc").tree
+        if tree["posterior"].sizes.get("chain", 1) < 2:
+            continue
+        rel = relabel_posterior(tree)
+        worst = max(rel.report, key=lambda r: _finite(r.get("rhat_relabelled")))
+        layer = int(worst["layer"])
+        save_figure(path, plot_rank_relabelling(rel, layer))
+        captions[method] = (
+            f"{method}: rank plot of E[x_0 | layer {layer} component], raw and relabelled "
+            f"(layer {layer} has the largest relabelled r_hat, "
+            f"{_fig(worst.get('rhat_relabelled'), 4)})"
+        )
+    return captions
+
+
+def _finite(value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return -np.inf
+    return v if np.isfinite(v) else -np.inf
 
 
 def _loo_comparison(fits: Path, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
@@ -249,15 +337,22 @@ def plot_comparison(table: Sequence[Mapping[str, Any]]) -> Figure:
     if ari_keys:
         ax1.legend(fontsize=7)
     ax1.set_title("partition recovered")
-    ax2.bar(x, [r["log_likelihood"] for r in table], color="C2")
+    # relative to the best method, on a symmetric log scale: gaps of 1 and of 1e5 nats
+    # both show
+    best = max(r["log_likelihood"] for r in table)
+    gaps = [r["log_likelihood"] - best for r in table]
+    ax2.bar(x, gaps, color=["C2" if r.get("converged") else "C7" for r in table])
+    ax2.set_yscale("symlog", linthresh=1.0)
     ax2.set_xticks(x, names, rotation=45, ha="right")
-    ax2.set_ylabel("log-likelihood of the point estimate")
-    lo = min(r["log_likelihood"] for r in table)
-    hi = max(r["log_likelihood"] for r in table)
-    ax2.set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
-    ax3.bar(x, [r["seconds"] for r in table], color="C3")
+    ax2.set_ylabel("log-likelihood minus the best method's (nats)")
+    ax2.set_title("grey: not converged", fontsize=9)
+    compile_s = [float(r.get("compile_s", 0.0)) for r in table]
+    run_s = [max(float(r["seconds"]) - c, 0.0) for r, c in zip(table, compile_s, strict=True)]
+    ax3.bar(x, compile_s, color="C1", label="compile")
+    ax3.bar(x, run_s, bottom=compile_s, color="C3", label="run")
     ax3.set_xticks(x, names, rotation=45, ha="right")
     ax3.set_ylabel("wall time (s)")
+    ax3.legend(fontsize=7)
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3, axis="y")
     return fig
@@ -270,6 +365,7 @@ def _report(
     X: Array,
     budget: Mapping[str, Any],
     loo_table: Sequence[Mapping[str, Any]] | None = None,
+    rank_plots: Mapping[str, str] | None = None,
 ) -> None:
     report = Report(f"Comparison of inference methods: {spec.name}")
     report.section(
@@ -307,4 +403,15 @@ def _report(
         )
         report.table(list(loo_table))
     report.figure("comparison.png", "ARI, log-likelihood and wall time per method")
+    if rank_plots:
+        report.section(
+            "Rank plots of the samplers' chains",
+            "ArviZ's rank plots (`arviz_plots.plot_rank`) of an identified quantity, before "
+            "and after relabelling each draw to a common labelling. Curves outside the band "
+            "(p < 0.01): the chains do not sample the same distribution; raw, that can be "
+            "label switching alone; relabelled, it is a difference of modes or too few draws. "
+            "Methods with one chain (VI, Laplace, Pathfinder, MAP) have none.",
+        )
+        for method, caption in rank_plots.items():
+            report.figure(f"rank_{method}.png", caption)
     report.write(out)

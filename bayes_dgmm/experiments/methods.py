@@ -405,6 +405,7 @@ def _run_bayes(
         extra={
             "n_chains": shape[0],
             "n_draws": shape[1],
+            "compile_seconds": float(est.compile_seconds_),
             "convergence": est.convergence_,
             **loo_summary(est.idata_),
         },

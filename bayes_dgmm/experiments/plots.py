@@ -90,35 +90,54 @@ def plot_path_occupancy(
     return fig
 
 
+def relabelling_tree(relabelling: Any, layer: int, feature: int = 0) -> Any:
+    """``E[x_feature | g_layer = k]`` per draw, raw and relabelled, as a DataTree whose
+    ``posterior`` has the variables ``"raw"`` and ``"relabelled"`` (what the ArviZ plots
+    below read)."""
+    import xarray as xr
+
+    name = f"mean_x_{layer}"
+    pair = {
+        "raw": relabelling.identified_raw[name].isel(feature=feature, drop=True),
+        "relabelled": relabelling.identified_relabelled[name].isel(feature=feature, drop=True),
+    }
+    ds = xr.Dataset(pair)
+    # ArviZ selects by coordinate values: every dimension needs its coordinate
+    ds = ds.assign_coords({d: np.arange(n) for d, n in ds.sizes.items() if d not in ds.coords})
+    ds.attrs["quantity"] = f"E[x_{feature} | layer {layer} component]"
+    return xr.DataTree.from_dict({"posterior": ds})
+
+
 def plot_relabelling(relabelling: Any, layer: int, feature: int = 0) -> Figure:
-    """Traces of ``E[x_feature | g_layer = k]`` per chain, raw next to relabelled.
+    """ArviZ trace plot (``arviz_plots.plot_trace``) of ``E[x_feature | g_layer = k]``, raw
+    next to relabelled, one panel per component, one colour per chain.
 
     Raw traces jump between the component levels when labels switch; relabelled traces of a
-    single mode stay flat. ``relabelling`` is a
+    single mode stay at one level. ``relabelling`` is a
     :class:`~bayes_dgmm.diagnostics.posterior.PosteriorRelabelling`.
     """
-    name = f"mean_x_{layer}"
-    fig = Figure(figsize=(11, 3.5), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, ds, title in (
-        (axes[0], relabelling.identified_raw, "raw"),
-        (axes[1], relabelling.identified_relabelled, "relabelled"),
-    ):
-        da = ds[name].isel(feature=feature)
-        comp_dim = f"component_{layer}"
-        for c in range(da.sizes["chain"]):
-            for k in range(da.sizes[comp_dim]):
-                ax.plot(
-                    da.isel(chain=c, **{comp_dim: k}).values,
-                    lw=0.6,
-                    color=f"C{k}",
-                    alpha=0.8,
-                    ls=("-", "--", ":", "-.")[c % 4],
-                )
-        ax.set_title(
-            f"{title}: E[x_{feature} | layer {layer} component] (colour = component, "
-            "line style = chain)",
-            fontsize=9,
-        )
-        ax.set_xlabel("draw")
-    return fig
+    import arviz_plots as azp
+
+    tree = relabelling_tree(relabelling, layer, feature)
+    # one row of components for the raw traces, one for the relabelled
+    wrap = tree["posterior"].sizes[f"component_{layer}"]
+    pc = azp.plot_trace(tree, backend="matplotlib", col_wrap=wrap, figure_kwargs=_size(wrap))
+    return pc.viz["figure"].item()
+
+
+def plot_rank_relabelling(relabelling: Any, layer: int, feature: int = 0) -> Figure:
+    """ArviZ rank plot (``arviz_plots.plot_rank``: the ECDF of each chain's fractional ranks
+    minus the uniform's, with a simultaneous band) of ``E[x_feature | g_layer = k]``, raw
+    and relabelled. Chains of one posterior mode give curves inside the band; chains in
+    different labellings (raw) or different modes (relabelled) leave it."""
+    import arviz_plots as azp
+
+    tree = relabelling_tree(relabelling, layer, feature)
+    wrap = tree["posterior"].sizes[f"component_{layer}"]
+    pc = azp.plot_rank(tree, backend="matplotlib", col_wrap=wrap, figure_kwargs=_size(wrap))
+    return pc.viz["figure"].item()
+
+
+def _size(n_cols: int) -> dict[str, Any]:
+    """Figure size of a two-row (raw, relabelled) ArviZ grid with ``n_cols`` panels a row."""
+    return {"figsize": (3.6 * n_cols, 5.6), "layout": "constrained"}

@@ -14,22 +14,36 @@ from matplotlib.figure import Figure
 
 from bayes_dgmm._io import atomic_write, atomic_write_text
 
+#: Decimals of the columns that are not shown to 3 (times, log densities, Pareto k).
+DECIMALS = {
+    "seconds": 1,
+    "compile_s": 1,
+    "log_likelihood": 1,
+    "bic": 1,
+    "elpd_loo": 1,
+    "pareto_k_max": 2,
+}
+
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A GitHub-flavoured Markdown table of dict rows (floats to 3 decimals)."""
+    """A GitHub-flavoured Markdown table of dict rows (floats to 3 decimals, the columns
+    of :data:`DECIMALS` to theirs)."""
     if not rows:
         return "(no rows)\n"
     cols = list(columns or rows[0].keys())
 
-    def fmt(v: Any) -> str:
+    def fmt(v: Any, col: str = "") -> str:
         if isinstance(v, float):
-            return "nan" if math.isnan(v) else f"{v:.3f}" if abs(v) < 1e5 else f"{v:.1f}"
+            if math.isnan(v):
+                return "nan"
+            digits = DECIMALS.get(col, 3 if abs(v) < 1e5 else 1)
+            return f"{v:.{digits}f}"
         if isinstance(v, list):
             return " ".join(str(x) for x in v)
         return str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c, ""), c) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -110,7 +110,7 @@ def test_different_modes_are_reported_multimodal(truth):
 
 def test_relabelling_plot_and_fit_census(truth):
     from bayes_dgmm.diagnostics import census_of_fits
-    from bayes_dgmm.experiments.plots import plot_relabelling
+    from bayes_dgmm.experiments.plots import plot_rank_relabelling, plot_relabelling
 
     params, sim = truth
     rng = np.random.default_rng(3)
@@ -119,11 +119,23 @@ def test_relabelling_plot_and_fit_census(truth):
     )
     rel = relabel_posterior(_tree([c[:30] for c in chains]))
     fig = plot_relabelling(rel, layer=1)
-    raw_ax, rel_ax = fig.axes
-    assert len(raw_ax.lines) == len(rel_ax.lines) == 2 * 3
-    # relabelled: the traces of component k in both chains sit at the same level
-    levels = [ln.get_ydata().mean() for ln in rel_ax.lines]
-    np.testing.assert_allclose(levels[:3], levels[3:], atol=0.1)
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title().split()[0] for ax in panels] == ["raw"] * 3 + ["relabelled"] * 3
+    # one trace per chain; relabelled, component k sits at one level in both chains
+    assert all(len(ax.lines) == 2 for ax in panels)
+    for ax in panels[3:]:
+        first, second = (ln.get_ydata().mean() for ln in ax.lines)
+        assert abs(first - second) < 0.1
+    # the raw traces of chain 1 sit where another component of chain 0 does
+    gaps = [abs(np.subtract(*[ln.get_ydata().mean() for ln in ax.lines])) for ax in panels[:3]]
+    assert max(gaps) > 1
+    # ArviZ's rank plot: the uniformity test rejects the raw chains, not the relabelled ones
+    ranks = plot_rank_relabelling(rel, layer=1)
+    pvalues = [
+        float(t.get_text().split("=")[1].split("(")[0]) for ax in ranks.axes for t in ax.texts
+    ]
+    assert len(pvalues) == 6
+    assert max(pvalues[:3]) < 0.01 and min(pvalues[3:]) > 0.05
     other = DGMMParams.random(6, (3, 2), (3, 1), random_state=99, separation=5.0)
     census = census_of_fits(
         [params, permute_layers(params, [np.array([2, 1, 0]), np.arange(2)]), other],

@@ -232,3 +232,23 @@ def test_compare_reports_psis_loo_of_the_bayesian_fits(tiny, tmp_path):
             assert 25 < lppd - by[method]["elpd_loo"] < 100
             assert by[method]["elpd_loo"] == pytest.approx(is_loo, abs=2.0)
     assert "Predictive comparison (PSIS-LOO)" in (tmp_path / "report.md").read_text()
+
+
+def test_compare_shows_evidence_time_split_and_rank_plots(tiny, tmp_path):
+    budget = {**BUDGET, "chains": 2, "tune": 30, "draws": 30, "max_treedepth": 4}
+    rows = compare_methods(
+        tiny.X, SPEC, tmp_path, methods=["exact", "nutpie"], budget=budget, n_jobs=1
+    )
+    exact, nuts = rows
+    est_remaining = float(exact["evidence"].split()[1])
+    assert exact["evidence"].startswith("Aitken: ") and "nats left (< 0.24)" in exact["evidence"]
+    assert exact["converged"] == (est_remaining < 0.24)
+    assert "compile_s" not in exact
+    # nutpie compiles its C-backend log density; the split is part of the wall time
+    assert 0 < nuts["compile_s"] < nuts["seconds"]
+    assert re.match(r"r_hat \d\.\d+, ESS bulk \d", nuts["evidence"])
+    assert "tree depth" in nuts["evidence"]
+    assert (tmp_path / "rank_nutpie.png").is_file()
+    report = (tmp_path / "report.md").read_text()
+    assert "![nutpie: rank plot of E[x_0 | layer" in report
+    assert "rank_exact.png" not in report
