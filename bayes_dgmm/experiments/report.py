@@ -17,7 +17,9 @@ from bayes_dgmm._io import atomic_write, atomic_write_text
 #: Decimals of the columns that are not shown to 3 (times, log densities, Pareto k).
 DECIMALS = {
     "seconds": 1,
+    "seconds_median": 1,
     "compile_s": 1,
+    "elpd_loo_mean": 1,
     "log_likelihood": 1,
     "bic": 1,
     "elpd_loo": 1,
@@ -30,7 +32,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     of :data:`DECIMALS` to theirs)."""
     if not rows:
         return "(no rows)\n"
-    cols = list(columns or rows[0].keys())
+    cols = list(columns or dict.fromkeys(k for r in rows for k in r))
 
     def fmt(v: Any, col: str = "") -> str:
         if isinstance(v, float):
