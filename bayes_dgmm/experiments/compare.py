@@ -101,10 +101,12 @@ def convergence_evidence(result: MethodResult) -> str:
         if stopping == "aitken":
             tol = float(est.tol) * result.paths.size
             return f"Aitken: {_fig(est.remaining_)} nats left (< {_fig(tol)})"
+        if stopping == "fixed":
+            return f"fixed budget of {est.max_iter} its, no criterion"
         return f"{stopping} rule" + ("" if result.converged else f" not met in {est.n_iter_} its")
     conv = result.extra.get("convergence") or {}
     if method == "map":
-        return f"max |gradient| {_fig(conv.get('max_abs_gradient'))}"
+        return f"largest gradient entry {_fig(conv.get('max_abs_gradient'))}"
     if method == "laplace":
         return (
             f"{conv.get('nonpositive_eigenvalues')} non-positive Hessian eigenvalues, "
