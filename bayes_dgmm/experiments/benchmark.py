@@ -116,7 +116,7 @@ def run_benchmark(
                 if not store.done(key):
                     if progress:
                         progress(f"{name}: {method}, seed {seed}")
-                    row = _run_one(method, X, y, G, R, gmm_type, seed, advi_iterations, store, name)
+                    row = _run_one(method, X, y, G, R, gmm_type, seed, advi_iterations)
                     store.save(key, row)
                 rows.append({"data": name, "method": method, "seed": seed, **store.load(key)})
     out = Path(out)
@@ -181,8 +181,6 @@ def _run_one(
     gmm_type: str,
     seed: int,
     advi_iterations: int,
-    store: RunStore,
-    name: str,
 ) -> dict[str, Any]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score

@@ -116,13 +116,7 @@ def plot_relabelling(relabelling: Any, layer: int, feature: int = 0) -> Figure:
     single mode stay at one level. ``relabelling`` is a
     :class:`~bayes_dgmm.diagnostics.posterior.PosteriorRelabelling`.
     """
-    import arviz_plots as azp
-
-    tree = relabelling_tree(relabelling, layer, feature)
-    # one row of components for the raw traces, one for the relabelled
-    wrap = tree["posterior"].sizes[f"component_{layer}"]
-    pc = azp.plot_trace(tree, backend="matplotlib", col_wrap=wrap, figure_kwargs=_size(wrap))
-    return pc.viz["figure"].item()
+    return _raw_and_relabelled("plot_trace", relabelling, layer, feature)
 
 
 def plot_rank_relabelling(relabelling: Any, layer: int, feature: int = 0) -> Figure:
@@ -130,11 +124,17 @@ def plot_rank_relabelling(relabelling: Any, layer: int, feature: int = 0) -> Fig
     minus the uniform's, with a simultaneous band) of ``E[x_feature | g_layer = k]``, raw
     and relabelled. Chains of one posterior mode give curves inside the band; chains in
     different labellings (raw) or different modes (relabelled) leave it."""
+    return _raw_and_relabelled("plot_rank", relabelling, layer, feature)
+
+
+def _raw_and_relabelled(plot: str, relabelling: Any, layer: int, feature: int) -> Figure:
+    """The ArviZ plot ``plot`` of :func:`relabelling_tree`: one row of components for the
+    raw draws, one for the relabelled."""
     import arviz_plots as azp
 
     tree = relabelling_tree(relabelling, layer, feature)
     wrap = tree["posterior"].sizes[f"component_{layer}"]
-    pc = azp.plot_rank(tree, backend="matplotlib", col_wrap=wrap, figure_kwargs=_size(wrap))
+    pc = getattr(azp, plot)(tree, backend="matplotlib", col_wrap=wrap, figure_kwargs=_size(wrap))
     return pc.viz["figure"].item()
 
 

@@ -23,6 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bayes_dgmm._io import atomic_write_text
+from bayes_dgmm._version import __version__
+from bayes_dgmm.experiments._store import inputs_digest
 from bayes_dgmm.model.params import DGMMParams
 from bayes_dgmm.model.spec import DGMMSpec
 
@@ -107,11 +109,14 @@ def simulate_prior(
     return params, np.asarray(X, dtype=float)
 
 
-def identified(params: DGMMParams, truth: DGMMParams | None = None) -> dict[str, float]:
+def identified(
+    params: DGMMParams, truth: DGMMParams | None = None, reference: Array | None = None
+) -> dict[str, float]:
     """The path weights (all but the last), path means and path log variances of
-    ``params``' global GMM, its layers relabelled to match ``truth`` best (path means)."""
+    ``params``' global GMM, its layers relabelled to match ``truth`` best (path means;
+    ``reference``: the truth's path means, when already computed)."""
     if truth is not None:
-        params = relabel_to(params, truth)
+        params = relabel_to(params, truth, reference)
     gmm = params.global_gmm()
     out: dict[str, float] = {}
     P, J = gmm.means.shape
@@ -124,22 +129,26 @@ def identified(params: DGMMParams, truth: DGMMParams | None = None) -> dict[str,
     return out
 
 
-def relabel_to(params: DGMMParams, truth: DGMMParams) -> DGMMParams:
+def relabel_to(params: DGMMParams, truth: DGMMParams, reference: Array | None = None) -> DGMMParams:
     """``params`` with the relabelling of its layers (all combinations of permutations)
     whose global path means are closest to ``truth``'s, each feature scaled by the truth's
-    spread."""
-    from bayes_dgmm.diagnostics.relabel import permute_layers
+    spread. ``reference``: the truth's path means, when already computed."""
+    from bayes_dgmm.diagnostics.relabel import path_permutation, permute_layers
 
-    ref = truth.global_gmm().means
+    ref = truth.global_gmm().means if reference is None else reference
     scale = np.maximum(ref.std(axis=0), 1e-12)
-    best, best_cost = params, math.inf
-    perms = [itertools.permutations(range(G)) for G in params.n_components]
-    for combo in itertools.product(*perms):
-        cand = permute_layers(params, [np.asarray(c) for c in combo])
-        cost = float((((cand.global_gmm().means - ref) / scale) ** 2).sum())
+    # a relabelling only reorders the paths: the global GMM is computed once
+    means = params.global_gmm().means
+    best, best_cost = None, math.inf
+    combos = itertools.product(*(itertools.permutations(range(G)) for G in params.n_components))
+    for combo in combos:
+        perms = [np.asarray(c) for c in combo]
+        order = path_permutation(perms, params.n_components)
+        cost = float((((means[order] - ref) / scale) ** 2).sum())
         if cost < best_cost:
-            best, best_cost = cand, cost
-    return best
+            best, best_cost = perms, cost
+    assert best is not None
+    return permute_layers(params, best)
 
 
 def rank_of_truth(
@@ -187,8 +196,9 @@ def run_sbc(
     random_seed: int = 0,
     n_jobs: int = 1,
 ) -> dict[str, Any]:
-    """Simulate, fit and rank; one JSON file per finished simulation in ``out/sims/`` (a
-    rerun skips those), then ``summary.json``, ``ranks.csv`` and ``sbc.png``.
+    """Simulate, fit and rank; one JSON file per finished simulation in ``out/sims/``,
+    under a digest of the inputs (a rerun of the same inputs skips those), then
+    ``summary.json``, ``ranks.csv`` and ``sbc.png``.
 
     Returns the summary: per method, the uniformity p-value of every quantity, the
     smallest of them, and the fits' convergence figures.
@@ -199,7 +209,16 @@ def run_sbc(
     if bad:
         raise ValueError(f"methods contains {bad[0]!r}; choose from {list(SBC_METHODS)}.")
     out = Path(out)
-    sims = out / "sims"
+    # finished simulations are kept per inputs: another design, seed or method list into
+    # the same folder recomputes rather than reuses
+    digest = inputs_digest(
+        kind="sbc",
+        design=design.to_dict(),
+        seed=random_seed,
+        methods=list(methods),
+        version=__version__,
+    )
+    sims = out / "sims" / digest[:16]
     sims.mkdir(parents=True, exist_ok=True)
     truths, X = simulate_prior(design, n_sims, random_seed)
     todo = [i for i in range(n_sims) if not (sims / f"{i:04d}.json").is_file()]
@@ -225,6 +244,7 @@ def _fit_chunk(
     import warnings
 
     import nutpie
+    import pymc as pm
     from threadpoolctl import threadpool_limits
 
     from bayes_dgmm.bayes.backends.pathfinder import run_pathfinder
@@ -238,11 +258,11 @@ def _fit_chunk(
     # nutpie's own Numba compile: slow once (about a minute), then ~40x faster per
     # gradient than the C backend through a Python callback on a model this small
     compiled = nutpie.compile_pymc_model(model, backend="numba") if "nutpie" in methods else None
-    import pymc as pm
 
     for i, truth, x in items:
         seed = int(np.random.SeedSequence([random_seed, i]).generate_state(1)[0])
         truth_q = identified(truth)
+        ref = truth.global_gmm().means
         record: dict[str, Any] = {"sim": i, "truth": truth_q, "ranks": {}, "fits": {}}
         with threadpool_limits(1), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -262,7 +282,7 @@ def _fit_chunk(
                 record["fits"]["nutpie"] = {
                     k: conv[k] for k in ("max_rhat", "min_ess_bulk", "divergences")
                 }
-                kept = [identified(p, truth) for p in thin(draws, N_RANKED)]
+                kept = [identified(p, truth, ref) for p in thin(draws, N_RANKED)]
                 record["ranks"]["nutpie"] = rank_of_truth(kept, truth_q)
             if "pathfinder" in methods:
                 pm.set_data({"X": x}, model=model)
@@ -276,7 +296,7 @@ def _fit_chunk(
                 draws, _ = posterior_draws(tree)
                 attrs = tree["posterior"].attrs
                 record["fits"]["pathfinder"] = {"pareto_k": float(attrs["pathfinder_pareto_k"])}
-                kept = [identified(p, truth) for p in draws]
+                kept = [identified(p, truth, ref) for p in draws]
                 record["ranks"]["pathfinder"] = rank_of_truth(kept, truth_q)
         atomic_write_text(sims / f"{i:04d}.json", json.dumps(record))
         log.info("sbc: simulation %d done", i)
