@@ -177,7 +177,7 @@ def sampler_convergence(data: Any, *, method: str = "hungarian") -> dict[str, An
         if "reached_max_treedepth" in stats:
             out["max_tree_depth_hits"] = int(stats["reached_max_treedepth"].sum())
         if "beta" in stats:  # SMC: one array of tempering stages (beta rising to 1) per chain
-            out["smc_stages"] = max(int(np.size(b)) for b in stats["beta"].values.ravel())
+            out["smc_stages"] = smc_stages(stats["beta"])
     converged = bool(
         n_chains > 1 and rhat < RHAT_OK and ess_min["bulk"] > ESS_OK and divergences == 0
     )
@@ -194,6 +194,17 @@ def sampler_convergence(data: Any, *, method: str = "hungarian") -> dict[str, An
         "n_chains": n_chains,
         **out,
     }
+
+
+def smc_stages(beta: xr.DataArray) -> int:
+    """The most tempering stages of any chain, from SMC's ``beta`` sample statistic.
+
+    PyMC stores it as (chain, stage) when every chain ran as many stages, else as one
+    object array of stages per chain.
+    """
+    rows = beta.transpose("chain", ...).values
+    rows = rows.reshape(rows.shape[0], -1)
+    return max(sum(int(np.size(item)) for item in row) for row in rows)
 
 
 def _min_over_vars(ds: xr.Dataset) -> float:

@@ -31,6 +31,7 @@ from bayes_dgmm._io import atomic_write
 from bayes_dgmm._validation import BudgetError
 from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
 from bayes_dgmm.diagnostics.modes import mode_census
+from bayes_dgmm.diagnostics.posterior import ESS_OK, RHAT_OK
 from bayes_dgmm.experiments._store import RunStore, inputs_digest
 from bayes_dgmm.experiments.methods import (
     DEFAULT_BUDGET,
@@ -120,8 +121,9 @@ def convergence_evidence(result: MethodResult) -> str:
             f"after {conv.get('iterations')} its"
         )
     parts = [
-        f"r_hat {_fig(conv.get('max_rhat'), 3)}",
-        f"ESS bulk {_fig(conv.get('min_ess_bulk'))} / tail {_fig(conv.get('min_ess_tail'))}",
+        f"r_hat {_fig(conv.get('max_rhat'), 3)} (< {RHAT_OK})",
+        f"ESS bulk {_fig(conv.get('min_ess_bulk'))} (> {ESS_OK}) / tail "
+        f"{_fig(conv.get('min_ess_tail'))}",
         f"{conv.get('divergences', 0)} divergences",
     ]
     if "max_tree_depth" in conv:

@@ -8,6 +8,7 @@ from bayes_dgmm.diagnostics.posterior import (
     describe_fit,
     posterior_draws,
     relabel_posterior,
+    smc_stages,
 )
 from bayes_dgmm.diagnostics.relabel import permute_layers
 from tests.helpers import jitter
@@ -197,3 +198,13 @@ def test_nested_rhat_with_fits_as_superchains(truth):
     assert nested_rhat([*same[:2], far])["max_rhat_nested"] > 1.5
     with pytest.raises(ValueError, match="at least 2 fits"):
         nested_rhat(same[:1])
+
+
+def test_smc_stages_in_both_of_pymcs_layouts():
+    # chains with as many stages: PyMC's object array becomes (chain, stage)
+    square = np.array([[0.1, 0.5, 1.0], [0.2, 0.6, 1.0]], dtype=object)
+    assert smc_stages(xr.DataArray(square, dims=("chain", "beta_dim_0"))) == 3
+    # ragged: one list of stages per chain
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = [0.1, 1.0], [0.1, 0.3, 0.6, 1.0]
+    assert smc_stages(xr.DataArray(ragged, dims=("chain",))) == 4

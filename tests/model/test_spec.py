@@ -12,6 +12,12 @@ def test_shipped_study_spec():
     assert "icbinb-sec3" in available_specs()
 
 
+def test_shipped_mcmc_design_spec():
+    spec = load_spec("dgmm-4x2")
+    assert (spec.n_components, spec.n_factors, spec.n_features) == ((4, 2), (5, 2), 10)
+    assert spec.n_paths == 8
+
+
 def test_toml_round_trip(tmp_path):
     spec = DGMMSpec((3, 2), (4, 1), name="t", priors={"eta_scale": 2.5}, fit={"n_init": 3})
     path = tmp_path / "t.toml"
