@@ -6,7 +6,7 @@ numpy's ``DGMMParams.score_samples``; ADVI seconds per 1000 iterations; and NUTS
 C-backend density of ``bayes_dgmm.bayes.backends.nutpie``, or ``--nutpie-backend numba`` for
 nutpie's own route) seconds per 100 draws of one chain. All runs start at the true parameters.
 
-Targets (issue 5): gradient evaluation <= 5x score_samples; compile <= 20 s.
+Targets: gradient evaluation <= 5x score_samples; compile <= 20 s.
 
     .venv/bin/python benchmarks/bench_pymc.py [--skip-advi] [--skip-nutpie] [--nutpie-draws 50]
 """
