@@ -179,8 +179,9 @@ class BayesianDeepGaussianMixture:
         Parameters
         ----------
         method : one of :data:`~bayes_dgmm.bayes.METHODS`
-            ``map``: ``pm.find_MAP`` (one draw); ``laplace``: a Gaussian at the Newton-refined
-            mode, ``draws`` (1000) draws; ``pathfinder``: the best Gaussian along an L-BFGS
+            ``map``: the posterior mode on the unconstrained scale by BFGS (one draw; at most
+            ``maxiter``, 1000, iterations); ``laplace``: a Gaussian at that mode, Newton-refined,
+            ``draws`` (1000) draws; ``pathfinder``: the best Gaussian along an L-BFGS
             path (at most ``maxiter``, 1000, iterations), ``draws`` (1000) draws;
             ``advi``/``fullrank_advi``: ADVI from the diagonal Laplace scale until the ELBO
             stops improving (at most ``n``, 20000, iterations), ``draws`` (1000) draws of q;

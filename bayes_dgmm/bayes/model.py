@@ -89,14 +89,6 @@ def latent_second_moment(
     return float(m)
 
 
-def map_compile_mode() -> str:
-    """PyTensor mode for ``pm.find_MAP``: :func:`compile_mode`, except C (``"CVM"``) in
-    place of JAX, whose tracer cannot compile the reshape in ``find_MAP``'s joined-input
-    function on the study model (a shape computed at run time)."""
-    mode = compile_mode()
-    return "CVM" if mode.upper() == "JAX" else mode
-
-
 def resolve_priors(
     spec_priors: Mapping[str, Any] | None = None, priors: Mapping[str, Any] | None = None
 ) -> dict[str, float]:

@@ -14,6 +14,7 @@ import xarray as xr
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
+from bayes_dgmm.bayes.backends.mode import MODE_GTOL
 from bayes_dgmm.bayes.model import point_to_params, pointwise_loglik_function
 from bayes_dgmm.model.names import named_variables
 from bayes_dgmm.model.params import DGMMParams
@@ -28,30 +29,7 @@ MAX_PREDICT_DRAWS = 200
 
 
 def finish_tree(idata: Any, X: Array, spec: DGMMSpec) -> Any:
-    """Add ``log_likelihood`` and ``sample_stats.log_likelihood_total`` to a fit, in place.
-
-    ``find_MAP``'s extra groups hold objects netCDF cannot store; the MAP is the posterior,
-    so they are dropped.
-    """
-    if "optimizer_result" in idata.children:
-        # what the MAP's convergence rests on, kept as attributes of the posterior
-        res = idata["optimizer_result"].to_dataset()
-        summary = {
-            f"optimizer_{k}": res[k].values.item()
-            for k in ("success", "message", "nit", "nfev", "fun")
-            if k in res and res[k].ndim == 0
-        }
-        if "jac" in res:
-            summary["optimizer_max_abs_gradient"] = float(np.max(np.abs(res["jac"].values)))
-        post = idata["posterior"].to_dataset()
-        # netCDF stores no booleans
-        post.attrs.update(
-            {k: int(v) if isinstance(v, bool | np.bool_) else v for k, v in summary.items()}
-        )
-        idata["posterior"] = post
-    for group in ("fit", "optimizer_result"):
-        if group in idata.children:
-            del idata[group]
+    """Add ``log_likelihood`` and ``sample_stats.log_likelihood_total`` to a fit, in place."""
     idata["log_likelihood"] = pointwise_log_likelihood(idata["posterior"].to_dataset(), X, spec)
     total = idata["log_likelihood"]["x"].sum("obs")
     if "sample_stats" in idata.children:
@@ -64,7 +42,7 @@ def finish_tree(idata: Any, X: Array, spec: DGMMSpec) -> Any:
 
 
 #: Largest gradient entry of the log density at a MAP that counts as converged.
-MAP_GTOL = 1e-3
+MAP_GTOL = MODE_GTOL
 
 
 def fit_convergence(idata: Any, method: str) -> dict[str, Any]:
@@ -80,7 +58,7 @@ def fit_convergence(idata: Any, method: str) -> dict[str, Any]:
     """
     attrs = idata["posterior"].attrs
     if method == "map":
-        # scipy's success includes its relative-reduction rule, which a crawl meets; the
+        # scipy's success includes its precision-loss stop, which a stall meets; the
         # gradient at the end cannot be small unless the optimiser is at a stationary point
         gmax = float(attrs.get("optimizer_max_abs_gradient", np.nan))
         return {

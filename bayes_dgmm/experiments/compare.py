@@ -106,12 +106,15 @@ def convergence_evidence(result: MethodResult) -> str:
             return f"fixed budget of {est.max_iter} its, no criterion"
         return f"{stopping} rule" + ("" if result.converged else f" not met in {est.n_iter_} its")
     conv = result.extra.get("convergence") or {}
+    from bayes_dgmm.bayes.backends.laplace import DECREMENT_TOL
+    from bayes_dgmm.bayes.backends.mode import MODE_GTOL as MAP_GTOL
+
     if method == "map":
-        return f"largest gradient entry {_fig(conv.get('max_abs_gradient'))}"
+        return f"largest gradient entry {_fig(conv.get('max_abs_gradient'))} (< {MAP_GTOL:g})"
     if method == "laplace":
         return (
-            f"{conv.get('nonpositive_eigenvalues')} non-positive Hessian eigenvalues, "
-            f"Newton decrement {_fig(conv.get('newton_decrement'))}"
+            f"{conv.get('nonpositive_eigenvalues')} negative Hessian eigenvalues (none), "
+            f"Newton decrement {_fig(conv.get('newton_decrement'))} (< {DECREMENT_TOL:g})"
         )
     if method == "pathfinder":
         return f"Pareto k {_fig(conv.get('pareto_k'))} (< 0.7)"

@@ -362,8 +362,9 @@ def test_init_em(data, mock_pm_sample):
 def test_map_and_advi_plumbing(data, monkeypatch):
     _, X, _ = data
 
-    def fake_find_map(**kwargs):
-        return mock_sample(draws=1, chains=1, model=kwargs["model"], random_seed=0)
+    def fake_run_map(model, start, *, maxiter, mode):
+        seen.update(map_maxiter=maxiter)
+        return mock_sample(draws=1, chains=1, model=model, random_seed=0)
 
     hist = np.linspace(10.0, 1.0, 5)
     seen = {}
@@ -379,11 +380,13 @@ def test_map_and_advi_plumbing(data, monkeypatch):
 
     import bayes_dgmm.bayes.backends.pymc as backend
 
-    monkeypatch.setattr(pm, "find_MAP", fake_find_map)
+    monkeypatch.setattr(backend, "run_map", fake_run_map)
     monkeypatch.setattr(backend, "run_vi", fake_run_vi)
     est = BayesianDeepGaussianMixture.from_spec("mfa-2layer", random_seed=0, progressbar=False)
-    est.fit(X, method="map")
-    assert est.idata_["posterior"].sizes["draw"] == 1
+    est.fit(X, method="map", maxiter=7)
+    assert est.idata_["posterior"].sizes["draw"] == 1 and seen["map_maxiter"] == 7
+    with pytest.raises(ValueError, match=r"method='map' takes maxiter only .*\['tol'\]"):
+        est.fit(X, method="map", tol=1e-3)
     assert est.method_ == "map"
     est.fit(X, method="fullrank_advi", n=5, draws=4)
     assert seen["method"] == "fullrank_advi" and seen["n"] == 5

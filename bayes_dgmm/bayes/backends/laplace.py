@@ -1,32 +1,34 @@
 """The Laplace approximation: a Gaussian at the posterior mode on the unconstrained scale.
 
-The mode is PyMC's ``find_MAP`` refined by Newton steps on a Hessian taken by finite
-differences of the compiled gradient; the fit is converged when that Hessian is positive
-definite and the Newton decrement (the log density a Newton step would still gain) is below
-:data:`DECREMENT_TOL`. Written here rather than taken from pymc-extras (``fit_laplace``),
-whose releases require PyMC < 6.4.
+The mode is :func:`~bayes_dgmm.bayes.backends.mode.posterior_mode` (BFGS), refined by
+Newton steps on a Hessian taken by finite differences of the compiled gradient; the fit is
+converged when that Hessian is positive definite and the Newton decrement (the log density a
+Newton step would still gain) is below :data:`DECREMENT_TOL`. Written here rather than taken
+from pymc-extras (``fit_laplace``), whose releases require PyMC < 6.4.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pymc as pm
+import scipy.linalg
 import xarray as xr
 from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm._validation import RandomLike
 from bayes_dgmm.bayes.backends.flat import (
+    _value_vars_and_shapes,
     compile_flat_logp_grad,
     draws_dataset,
-    flatten_point,
     observed_dataset,
 )
-from bayes_dgmm.bayes.model import map_compile_mode, transformed_point
+from bayes_dgmm.bayes.backends.mode import posterior_mode
+from bayes_dgmm.bayes.model import n_layers_of
 
 Array = NDArray[np.float64]
 
@@ -41,6 +43,13 @@ NEWTON_STEPS = 20
 def negative_hessian(fn: Any, x0: Array) -> Array:
     """``-d2 logp / dx dx^T`` at ``x0`` by forward differences of ``fn(x) -> (logp, grad)``:
     one gradient per coordinate, symmetrised."""
+    return _negative_hessian_and_error(fn, x0)[0]
+
+
+def _negative_hessian_and_error(fn: Any, x0: Array) -> tuple[Array, float]:
+    """:func:`negative_hessian` and the spectral norm of its antisymmetric part before
+    symmetrising: the size of the differencing error, which bounds how far from zero an
+    eigenvalue must be to be told apart from it."""
     _, g0 = fn(x0)
     g0 = np.array(g0, dtype=float)
     h = 1e-6 * (1.0 + np.abs(x0))
@@ -49,7 +58,42 @@ def negative_hessian(fn: Any, x0: Array) -> Array:
         x = x0.copy()
         x[i] += h[i]
         H[i] = -(np.asarray(fn(x)[1], dtype=float) - g0) / h[i]
-    return 0.5 * (H + H.T)
+    return 0.5 * (H + H.T), float(np.linalg.norm(0.5 * (H - H.T), 2))
+
+
+def rotation_directions(model: Any, x: Array) -> Array:
+    """Orthonormal directions (columns) of the exact symmetry of the top layer at ``x``.
+
+    ``z^(L) ~ N(0, I)`` and the isotropic normal prior on ``Lambda_L`` make the posterior
+    invariant under ``Lambda_L[g] -> Lambda_L[g] Q`` for every rotation ``Q``, one per top
+    component: ``G_L R_L (R_L - 1) / 2`` directions along which the log density is constant
+    (the Hessian is zero there at a mode). Empty when ``Lambda_L`` is not a free variable on
+    its own scale (``constraint="lower_triangular"``) or ``R_L = 1``.
+    """
+    value_vars, shapes = _value_vars_and_shapes(model)
+    names = [v.name for v in value_vars]
+    top = f"Lambda_{n_layers_of(model)}"
+    if top not in names:
+        return np.zeros((x.size, 0))
+    k = names.index(top)
+    offset = int(sum(math.prod(s) for s in shapes[:k]))
+    G, r_in, r_out = shapes[k]
+    lam = x[offset : offset + G * r_in * r_out].reshape(G, r_in, r_out)
+    columns = []
+    for g in range(G):
+        for a in range(r_out):
+            for b in range(a + 1, r_out):
+                gen = np.zeros((r_out, r_out))
+                gen[a, b], gen[b, a] = 1.0, -1.0
+                d = np.zeros((G, r_in, r_out))
+                d[g] = lam[g] @ gen
+                col = np.zeros(x.size)
+                col[offset : offset + d.size] = d.ravel()
+                columns.append(col)
+    if not columns:
+        return np.zeros((x.size, 0))
+    q, _ = np.linalg.qr(np.stack(columns, axis=1))
+    return q
 
 
 def _newton_to_mode(fn: Any, x: Array, w: Array, V: Array) -> tuple[Array, float, int]:
@@ -93,35 +137,37 @@ def run_laplace(
     Returns a DataTree with ``posterior`` (one chain of ``draws`` draws of the Gaussian,
     mapped to every variable's own scale), ``observed_data``, and the criterion's figures as
     posterior attributes (``laplace_converged``, ``laplace_newton_decrement``,
-    ``laplace_nonpositive_eigenvalues``, ``laplace_min_eigenvalue``, and
+    ``laplace_nonpositive_eigenvalues`` (below minus ``laplace_hessian_error``) and
+    ``laplace_min_eigenvalue`` of the Hessian off the top layer's exact rotations
+    (:func:`rotation_directions`, counted in ``laplace_rotation_directions``), and
     ``laplace_flat_directions``, those drawn with sd 1 for want of curvature).
     """
-    map_kwargs.setdefault("compile_kwargs", {"mode": map_compile_mode()})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # find_MAP's "did not converge"
-        mode = pm.find_MAP(
-            initvals=start,
-            model=model,
-            random_seed=random_seed,
-            progressbar=progressbar,
-            return_inferencedata=True,
-            jitter=False,
-            **map_kwargs,
-        )
-    post = mode["posterior"].to_dataset()
-    point = {rv.name: post[rv.name].values[0, 0] for rv in model.free_RVs}
+    unknown = sorted(set(map_kwargs) - {"maxiter"})
+    if unknown:
+        raise ValueError(f"method='laplace' takes draws and maxiter only; got {unknown}.")
+    found = posterior_mode(model, start, maxiter=int(map_kwargs.get("maxiter", 1000)))
     fn, _ = compile_flat_logp_grad(model)
-    x = flatten_point(model, transformed_point(model, point))
-    H = negative_hessian(fn, x)
+    x = found.x
+    H, error = _negative_hessian_and_error(fn, x)
     w, V = np.linalg.eigh(H)
     x, decrement, steps = _newton_to_mode(fn, x, w, V)
-    bad = int(np.sum(w <= 0))
+    # Positive definiteness is asked of the Hessian off the top layer's exact rotations,
+    # along which it is zero at any mode, and of eigenvalues beyond the differencing error
+    # (a direction whose curvature is within it is flat, not a saddle).
+    Q = rotation_directions(model, x)
+    if Q.shape[1]:
+        B = scipy.linalg.null_space(Q.T)  # orthonormal basis of their complement
+        w_off = np.linalg.eigvalsh(B.T @ H @ B)
+    else:
+        w_off = w
+    bad = int(np.sum(w_off < -error))
     converged = bad == 0 and decrement < DECREMENT_TOL
     if not converged:
         warnings.warn(
             f"method='laplace' did not converge: the Hessian at the mode has {bad} "
-            f"non-positive eigenvalues and a Newton step would still gain {decrement:.3g} "
-            f"nats (criterion: none and < {DECREMENT_TOL}).",
+            f"eigenvalues below -{error:.2g}, its differencing error (off the {Q.shape[1]} "
+            f"exact rotations of the top layer), and a Newton step would still gain "
+            f"{decrement:.3g} nats (criterion: none and < {DECREMENT_TOL}).",
             ConvergenceWarning,
             stacklevel=3,
         )
@@ -137,10 +183,13 @@ def run_laplace(
         laplace_newton_decrement=float(decrement),
         laplace_newton_steps=int(steps),
         laplace_nonpositive_eigenvalues=bad,
-        laplace_min_eigenvalue=float(w.min()),
+        laplace_min_eigenvalue=float(w_off.min()),
+        laplace_hessian_error=error,
+        laplace_rotation_directions=int(Q.shape[1]),
         laplace_flat_directions=flat_dirs,
         laplace_criterion=(
-            f"Hessian positive definite and Newton decrement < {DECREMENT_TOL} nats"
+            "no Hessian eigenvalue below minus its differencing error off the top layer's "
+            f"exact rotations, and Newton decrement < {DECREMENT_TOL} nats"
         ),
     )
     observed = observed_dataset(model)

@@ -1,5 +1,5 @@
-"""PyMC's own inference routes: ``find_MAP``, Laplace, Pathfinder, ADVI (mean-field and
-full-rank), NUTS, SMC."""
+"""The inference routes on a PyMC model: MAP and Laplace (the unconstrained mode), Pathfinder,
+ADVI (mean-field and full-rank), PyMC's NUTS, SMC."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from sklearn.exceptions import ConvergenceWarning
 from bayes_dgmm._validation import BudgetError, RandomLike
 from bayes_dgmm.bayes.backends.flat import n_free_variables
 from bayes_dgmm.bayes.backends.laplace import run_laplace
+from bayes_dgmm.bayes.backends.mode import run_map
 from bayes_dgmm.bayes.backends.pathfinder import run_pathfinder
 from bayes_dgmm.bayes.backends.vi import run_vi
-from bayes_dgmm.bayes.model import compile_mode, map_compile_mode
+from bayes_dgmm.bayes.model import compile_mode
 
 Array = NDArray[np.float64]
 
@@ -46,17 +47,15 @@ def run_pymc(
         # copy with the same variables and names)
         model = freeze_dims_and_data(model)
     if method == "map":
-        kw.setdefault("jitter", start is None)
-        if "backend" not in kw and kw["compile_kwargs"].get("mode") == compile_mode():
-            kw["compile_kwargs"] = {**kw["compile_kwargs"], "mode": map_compile_mode()}
-        return pm.find_MAP(
-            initvals=start,
-            model=model,
-            random_seed=seed,
-            progressbar=bar,
-            return_inferencedata=True,
-            **kw,
-        )
+        if start is None:
+            start = jittered_start(model, seed)
+        mode = kw.pop("compile_kwargs", {}).get("mode")
+        maxiter = int(kw.pop("maxiter", 1000))
+        if kw:
+            raise ValueError(
+                f"method='map' takes maxiter only (and compile_kwargs); got {sorted(kw)}."
+            )
+        return run_map(model, start, maxiter=maxiter, mode=mode)
     if method in ("laplace", "pathfinder"):
         if start is None:
             start = jittered_start(model, seed)
