@@ -16,6 +16,11 @@ class BudgetError(ValueError):
     parameters); the comparison reports such a method as not run instead of failing."""
 
 
+class FitError(RuntimeError):
+    """A fit broke down numerically (e.g. ADVI's step gave NaN); the message says where and
+    what to try. Experiments record such a run as failed instead of stopping."""
+
+
 def as_generator(random_state: RandomLike, name: str = "random_state") -> np.random.Generator:
     """Turn ``random_state`` (None, int, Generator or legacy RandomState) into a Generator.
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bayes_dgmm._validation import FitError
 from bayes_dgmm._version import __version__
 from bayes_dgmm.experiments._store import RunStore, inputs_digest
 
@@ -207,9 +208,12 @@ def _run_one(
             labels, row["converged"] = est.predict(X, layer=1), bool(est.converged_)
             row["log_likelihood"] = float(est.score(X) * X.shape[0])
         else:
-            labels, extra = _advi(X, G, R, seed, advi_iterations)
+            try:
+                labels, extra = _advi(X, G, R, seed, advi_iterations)
+            except FitError as exc:  # recorded as a failed run; the others go on
+                labels, extra = None, {"converged": False, "failed": str(exc)}
             row.update(extra)
-    row["ari"] = float(adjusted_rand_score(y, labels))
+    row["ari"] = float("nan") if labels is None else float(adjusted_rand_score(y, labels))
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
 
@@ -244,14 +248,15 @@ def summarise_benchmark(
         sel = selections[name]
         for method in dict.fromkeys(r["method"] for r in rows if r["data"] == name):
             sub = [r for r in rows if r["data"] == name and r["method"] == method]
-            ari = np.array([r["ari"] for r in sub])
+            ari = np.array([r["ari"] for r in sub if not r.get("failed")])
             entry: dict[str, Any] = {
                 "data": name,
                 "method": method,
                 "model": _model_label(method, sel),
                 "runs": len(sub),
+                "failed": int(sum(bool(r.get("failed")) for r in sub)),
                 "converged": int(sum(bool(r.get("converged")) for r in sub)),
-                "ari_mean": round(float(ari.mean()), 3),
+                "ari_mean": round(float(ari.mean()), 3) if ari.size else float("nan"),
                 "ari_sd": round(float(ari.std(ddof=1)) if ari.size > 1 else 0.0, 3),
                 "seconds_median": round(float(np.median([r["seconds"] for r in sub])), 1),
             }

@@ -162,3 +162,24 @@ def test_minibatch_likelihood_is_unbiased_and_minibatch_advi_fits():
     assert truth.score(X) - 100 < mean_ll < truth.score(X) + 100
     with pytest.raises(ValueError, match="batch_size=200 is for method='advi'"):
         est.fit(X, method="map", batch_size=200)
+
+
+def test_advi_whose_step_gives_nan_raises_a_fit_error():
+    import pytensor.tensor as pt
+
+    from bayes_dgmm._validation import FitError
+
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 1.0)
+        pm.Potential("wall", pt.switch(mu > 0.5, np.nan, 0.0))  # NaN beyond 0.5
+    with pytest.raises(FitError, match=r"method='advi' diverged: .* of n=2000 iterations"):
+        run_vi(
+            "advi",
+            model,
+            {"mu": np.array(0.0)},
+            n=2000,
+            draws=10,
+            random_seed=0,
+            progressbar=False,
+            sd=np.array([5.0]),
+        )

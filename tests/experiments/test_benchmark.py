@@ -34,3 +34,19 @@ def test_benchmark_on_iris_scores_and_resumes(tmp_path, monkeypatch):
     assert "mean (sd) over seeds" in (tmp_path / "report.md").read_text()
     with pytest.raises(ValueError, match="methods contains 'svm'"):
         run_benchmark(tmp_path, data=["iris"], methods=["svm"])
+
+
+def test_a_diverged_advi_run_is_recorded_as_failed(tmp_path, monkeypatch):
+    from bayes_dgmm._validation import FitError
+
+    monkeypatch.setattr(benchmark, "architecture_grid", lambda k, j: [((k, 1), (2, 1))])
+
+    def diverge(*args):
+        raise FitError("method='advi' diverged: its step gave NaN parameters after 7 of n=9")
+
+    monkeypatch.setattr(benchmark, "_advi", diverge)
+    rows = run_benchmark(tmp_path, data=["iris"], methods=["kmeans", "advi"], seeds=2)
+    by = {r["method"]: r for r in rows}
+    assert by["advi"]["failed"] == 2 and by["advi"]["converged"] == 0
+    assert np.isnan(by["advi"]["ari_mean"])
+    assert by["kmeans"]["failed"] == 0 and 0.55 < by["kmeans"]["ari_mean"] < 0.7

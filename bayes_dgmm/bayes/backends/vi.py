@@ -22,7 +22,7 @@ from pymc.model.transform.optimization import freeze_dims_and_data
 from pymc.variational.callbacks import Callback
 from pytensor.compile.sharedvalue import SharedVariable
 
-from bayes_dgmm._validation import RandomLike
+from bayes_dgmm._validation import FitError, RandomLike
 from bayes_dgmm.bayes.backends.flat import compile_flat_logp_grad, flatten_point
 from bayes_dgmm.bayes.backends.laplace import negative_hessian
 from bayes_dgmm.bayes.model import compile_mode, transformed_point
@@ -158,7 +158,21 @@ def run_vi(
     check = ELBOConvergence(window=window)
     callbacks = [*kw.pop("callbacks", []), check]
     kw.setdefault("obj_optimizer", _scaled_adagrad(step))
-    approx = inference.fit(n=n, callbacks=callbacks, progressbar=progressbar, **kw)
+    vi_log = logging.getLogger("pymc.variational.inference")
+    level = vi_log.level
+    vi_log.setLevel(logging.CRITICAL)  # its one line per NaN parameter; ours says it below
+    try:
+        approx = inference.fit(n=n, callbacks=callbacks, progressbar=progressbar, **kw)
+    except FloatingPointError:
+        done = int(np.size(getattr(inference, "hist", ())))
+        raise FitError(
+            f"method={method!r} diverged: its step gave NaN parameters after {done} of "
+            f"n={n} iterations. The start's posterior sds (diagonal Laplace) are too small "
+            "or too large somewhere; start from a converged fit (init=...), or use "
+            "method='laplace' or 'map'."
+        ) from None
+    finally:
+        vi_log.setLevel(level)
     # q's draws come from a function with a symbolic size, which JAX cannot compile; it runs
     # once, so the C backend is cheap here.
     with pytensor.config.change_flags(mode="FAST_RUN"):
