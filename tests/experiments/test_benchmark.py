@@ -5,12 +5,17 @@ from bayes_dgmm.experiments import benchmark
 from bayes_dgmm.experiments.benchmark import load_real, run_benchmark
 
 
-def test_load_real_standardises_and_drops_constant_columns():
-    X, y = load_real("digits")
+def test_load_real_preprocesses_as_mixes_and_drops_constant_columns():
+    from sklearn.datasets import load_digits
+
+    X, y = load_real("digits")  # raw pixel values, as mixes clustered them
     assert X.shape == (1797, 61)  # 3 of the 64 pixels are constant
-    np.testing.assert_allclose(X.mean(axis=0), 0, atol=1e-12)
-    np.testing.assert_allclose(X.std(axis=0), 1, atol=1e-12)
+    raw = load_digits().data
+    np.testing.assert_array_equal(X, raw[:, raw.std(axis=0) > 0])
     assert set(np.unique(y)) == set(range(10))
+    W, _ = load_real("wine")  # standardised
+    np.testing.assert_allclose(W.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(W.std(axis=0), 1, atol=1e-12)
     with pytest.raises(ValueError, match="data set 'mnist' is not one of"):
         load_real("mnist")
 
