@@ -419,6 +419,11 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 figure = f"deepgmm's rule (eps={s.tol}) did not hold"
             elif math.isinf(result.remaining):
                 figure = "the log-likelihood was still rising without slowing down"
+            elif math.isnan(result.remaining):
+                figure = (
+                    "Aitken's estimate of the log-likelihood still to gain could not be "
+                    "formed (too few consecutive iterations of one EM map)"
+                )
             else:
                 figure = (
                     f"Aitken's estimate of the log-likelihood still to gain is "
