@@ -41,14 +41,10 @@ def finish_tree(idata: Any, X: Array, spec: DGMMSpec) -> Any:
     return idata
 
 
-#: Largest gradient entry of the log density at a MAP that counts as converged.
-MAP_GTOL = MODE_GTOL
-
-
 def fit_convergence(idata: Any, method: str) -> dict[str, Any]:
     """Whether a fit met its method's own convergence criterion, with the figures.
 
-    ``map``: the largest gradient entry is at most :data:`MAP_GTOL`; ``laplace``: the
+    ``map``: the largest gradient entry is at most :data:`MODE_GTOL`; ``laplace``: the
     Hessian at the mode is positive definite and a Newton step would gain < 0.1 nats;
     ``pathfinder``: the Pareto k of its draws' importance weights is below 0.7;
     ``advi``/``fullrank_advi``: the ELBO stopped improving
@@ -62,8 +58,8 @@ def fit_convergence(idata: Any, method: str) -> dict[str, Any]:
         # gradient at the end cannot be small unless the optimiser is at a stationary point
         gmax = float(attrs.get("optimizer_max_abs_gradient", np.nan))
         return {
-            "converged": bool(gmax <= MAP_GTOL),
-            "criterion": f"largest gradient entry (unconstrained scale) <= {MAP_GTOL}",
+            "converged": bool(gmax <= MODE_GTOL),
+            "criterion": f"largest gradient entry (unconstrained scale) <= {MODE_GTOL}",
             "max_abs_gradient": gmax,
             "message": str(attrs.get("optimizer_message", "")),
         }

@@ -107,10 +107,10 @@ def convergence_evidence(result: MethodResult) -> str:
         return f"{stopping} rule" + ("" if result.converged else f" not met in {est.n_iter_} its")
     conv = result.extra.get("convergence") or {}
     from bayes_dgmm.bayes.backends.laplace import DECREMENT_TOL
-    from bayes_dgmm.bayes.backends.mode import MODE_GTOL as MAP_GTOL
+    from bayes_dgmm.bayes.backends.mode import MODE_GTOL
 
     if method == "map":
-        return f"largest gradient entry {_fig(conv.get('max_abs_gradient'))} (< {MAP_GTOL:g})"
+        return f"largest gradient entry {_fig(conv.get('max_abs_gradient'))} (< {MODE_GTOL:g})"
     if method == "laplace":
         return (
             f"{conv.get('nonpositive_eigenvalues')} negative Hessian eigenvalues (none), "

@@ -19,10 +19,16 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
+import xarray as xr
 from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 
-from bayes_dgmm.bayes.backends.flat import compile_flat_logp_grad, flatten_point
+from bayes_dgmm.bayes.backends.flat import (
+    compile_flat_logp_grad,
+    draws_dataset,
+    flatten_point,
+    observed_dataset,
+)
 from bayes_dgmm.bayes.model import transformed_point
 
 Array = NDArray[np.float64]
@@ -92,10 +98,6 @@ def run_map(
     """The MAP fit: a DataTree whose ``posterior`` is the mode (one chain, one draw, every
     variable on its own scale), with ``observed_data`` and the optimiser's figures as
     posterior attributes (``optimizer_max_abs_gradient``, ``optimizer_nit``, ...)."""
-    import xarray as xr
-
-    from bayes_dgmm.bayes.backends.flat import draws_dataset, observed_dataset
-
     res = posterior_mode(model, start, maxiter=maxiter, mode=mode)
     if not res.converged:
         warnings.warn(
