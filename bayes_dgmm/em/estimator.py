@@ -417,6 +417,12 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         elif not result.converged:
             if s.stopping == "deepgmm":
                 figure = f"deepgmm's rule (eps={s.tol}) did not hold"
+            elif s.algorithm == "stochastic":
+                # its log-likelihood is not monotone, so Aitken's estimate does not apply
+                figure = (
+                    f"stopping={s.stopping!r} does not measure a stochastic EM's convergence; "
+                    "only deepgmm's rule (stopping='deepgmm') does"
+                )
             elif math.isinf(result.remaining):
                 figure = "the log-likelihood was still rising without slowing down"
             elif math.isnan(result.remaining):

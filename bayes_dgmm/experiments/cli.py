@@ -566,6 +566,22 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
 
 
+def _one_line_warnings(command: str) -> Any:
+    """``warnings.showwarning`` for the terminal: ``COMMAND: Category: message``, one line.
+
+    Python's default adds the file and source line that called ``warn``; for the package's
+    warnings raised inside scikit-learn's ``fit`` wrapper that is ``sklearn/base.py``, which
+    tells a user nothing.
+    """
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+             line: Any = None) -> None:  # fmt: skip
+        text = " ".join(str(message).split())
+        print(f"{command}: {category.__name__}: {text}", file=sys.stderr if file is None else file)
+
+    return show
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # run the clean-up of a Ctrl-C (temporary files, workers)
 
@@ -612,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread
         previous = None
+    show_warning = warnings.showwarning
     try:
         parser = build_parser()
         try:
@@ -619,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:  # --help, --version or a bad option (argparse printed it)
             return int(exc.code or 0) if not isinstance(exc.code, str) else 2
         command = f"bayes-dgmm {args.command}"
+        warnings.showwarning = _one_line_warnings(command)
         # The package's own progress at INFO; other libraries (PyTensor logs every C compile
         # at INFO) only from WARNING up, and nothing from them with --quiet.
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -643,6 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
     finally:
+        warnings.showwarning = show_warning
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0

@@ -321,3 +321,27 @@ def test_data_that_cannot_be_fitted_named_as_data(small, tmp_path, capsys, colum
     argv = ["fit", "--data", str(tmp_path / "X.csv"), "--spec", "mfa-2layer", "--method", "gmm"]
     code, err = _run([*argv, "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and re.search(match, err), err
+
+
+def test_warnings_print_as_one_line_of_ours(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    import bayes_dgmm.experiments.cli as cli
+    from sklearn.exceptions import ConvergenceWarning
+
+    def warns(args):
+        # as the package's warnings reach the terminal from inside scikit-learn's fit wrapper
+        warnings.warn_explicit(
+            "did not converge:\n  312 nats to go", ConvergenceWarning, "sklearn/base.py", 1403
+        )
+        return {}
+
+    monkeypatch.setattr(cli, "_truth", warns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        shown = warnings.showwarning
+        assert main(["truth"]) == 0
+        assert warnings.showwarning is shown  # restored for the caller
+    err = capsys.readouterr().err
+    assert "bayes-dgmm truth: ConvergenceWarning: did not converge: 312 nats to go\n" in err
+    assert "sklearn/base.py" not in err

@@ -276,3 +276,17 @@ def test_should_stop_matches_r_formula(rng):
     base = [-1000.0] * 6
     assert not deepgmm_should_stop([*base, -1000.0 + 5 * 1000 * 2e-3], 1e-3)
     assert deepgmm_should_stop([*base, -1000.0 + 5 * 1000 * 0.5e-3], 1e-3)
+
+
+def test_fixed_run_of_the_stochastic_em_warns_that_it_is_not_assessed(small3):
+    from bayes_dgmm import DeepGaussianMixture
+
+    _, X = small3
+    est = DeepGaussianMixture(
+        (2, 2, 2), n_factors=(4, 2, 1), algorithm="stochastic", init="random",
+        stopping="fixed", max_iter=5, random_state=0,
+    )  # fmt: skip
+    with pytest.warns(ConvergenceWarning, match="only deepgmm's rule") as caught:
+        est.fit(X)
+    assert not est.converged_ and est.n_iter_ == 5
+    assert not any("Aitken" in str(w.message) for w in caught)
