@@ -326,8 +326,9 @@ def test_data_that_cannot_be_fitted_named_as_data(small, tmp_path, capsys, colum
 def test_warnings_print_as_one_line_of_ours(tmp_path, capsys, monkeypatch):
     import warnings
 
-    import bayes_dgmm.experiments.cli as cli
     from sklearn.exceptions import ConvergenceWarning
+
+    import bayes_dgmm.experiments.cli as cli
 
     def warns(args):
         # as the package's warnings reach the terminal from inside scikit-learn's fit wrapper
