@@ -14,13 +14,13 @@ after running on to the package's Aitken criterion. Each finished seed goes to
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import resumed_runs
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
@@ -70,23 +70,13 @@ def main() -> None:
         type=float,
         default=1e-10,
         help="floor on psi relative to each feature's variance (the package's default 1e-10; "
-        "mixes floors the raw variances at 2e-3, about 1e-4 of a pixel's variance)",
+        "mixes adds 2e-3 to the raw variances, about 1e-4 of a pixel's variance)",
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.reg_psi == 1e-10 else f"_reg{args.reg_psi:g}"
     log = args.out / f"digits_mixes{suffix}.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    have = {r["seed"] for r in rows}
-    for seed in range(args.seeds):
-        if seed in have:
-            continue
-        row = run_one(seed, args.reg_psi)
-        with log.open("a") as fh:  # one line per finished seed: an interruption loses none
-            fh.write(json.dumps(row) + "\n")
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    rows.sort(key=lambda r: r["seed"])
+    rows = resumed_runs(log, args.seeds, lambda seed: run_one(seed, args.reg_psi))
     print("| seed | " + " | ".join(f"it {s['iterations']}" for s in rows[0]["stages"]) + " |")
     for r in rows:
         cells = [f"{s['ari_layer_1']:.3f} ({s['loglik']:.0f})" for s in r["stages"]]

@@ -15,7 +15,7 @@ Needs ``pip install 'bayes-dgmm[anchors]'`` (mixes 1.0). Each finished seed goes
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import statistics
 import time
 import warnings
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import resumed_runs
 from sklearn import datasets, preprocessing
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
@@ -109,19 +110,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.data:
-        summarise(name, run(name, args.seeds, args.out / f"mixes_{name}.jsonl"))
-
-
-def run(name: str, seeds: int, log: Path) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    have = {r["seed"] for r in rows}
-    for seed in range(seeds):
-        if seed not in have:
-            row = run_one(name, seed)
-            with log.open("a") as fh:  # one line per finished seed
-                fh.write(json.dumps(row) + "\n")
-            rows.append(row)
-    return rows
+        log = args.out / f"mixes_{name}.jsonl"
+        summarise(name, resumed_runs(log, args.seeds, functools.partial(run_one, name)))
 
 
 def summarise(name: str, rows: list[dict[str, Any]]) -> None:
