@@ -150,14 +150,80 @@ def procrustes(source: Array, target: Array, weights: Array | None = None) -> Ar
     return u @ vt
 
 
+#: Largest clusters whose pairs give a joint-diagonalisation start (3 pairs of 3)
+COVARIANCE_CLUSTERS = 3
+
+
+def _sign_choice(W: Array) -> Array:
+    """Signs ``s`` (entries +-1) maximising ``s^T W s``: the signs of the leading
+    eigenvector, then single flips while one gains (a local optimum of the max-cut-like
+    problem, exact when ``W`` is close to rank one, as it is near the true map)."""
+    _, vec = np.linalg.eigh(0.5 * (W + W.T))
+    s = np.where(vec[:, -1] >= 0, 1.0, -1.0)
+    for _ in range(4 * W.shape[0]):
+        gain = -4.0 * s * (W @ s - np.diag(W) * s)  # change of s^T W s when s_a flips
+        a = int(np.argmax(gain))
+        if gain[a] <= 1e-12 * abs(float(s @ W @ s)):
+            break
+        s[a] = -s[a]
+    return s
+
+
+def covariance_starts(ref: ClusterMoments, moving: ClusterMoments) -> list[Array]:
+    """Starting maps ``A`` of :func:`register_moments` from the clusters' covariances.
+
+    For two clusters ``k, l`` the generalised eigenvectors ``V`` of ``(B_l, B_k)`` (moving
+    frame) and ``U`` of ``(S_l, S_k)`` (reference) make both covariances diagonal; if
+    ``A B A^T = S`` for both clusters and the eigenvalues are distinct, ``U^T A = D V^T`` with
+    ``D`` a diagonal of signs, so ``A = U^{-T} D V^T``. The signs are chosen by how well the
+    other clusters' covariances and the mean differences agree in those coordinates. One start
+    per pair among the :data:`COVARIANCE_CLUSTERS` largest clusters.
+
+    Random rotations find the best registration of an 11-dimensional frame with three
+    sub-clusters in few of 60 starts on the study data; these starts land in its basin.
+
+    Returns
+    -------
+    list of (R, R) arrays (empty when a covariance is not positive definite)
+    """
+    from scipy.linalg import eigh
+
+    K = ref.n.shape[0]
+    big = np.argsort(-np.minimum(ref.n, moving.n), kind="stable")[:COVARIANCE_CLUSTERS]
+    starts: list[Array] = []
+    for k, l in itertools.combinations(sorted(big.tolist()), 2):
+        try:
+            _, V = eigh(moving.cov[l], moving.cov[k], check_finite=False)
+            _, U = eigh(ref.cov[l], ref.cov[k], check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+        W = np.zeros((V.shape[1], V.shape[1]))
+        linear = np.zeros(V.shape[1])
+        for j in range(K):
+            if j not in (k, l):
+                W += (V.T @ moving.cov[j] @ V) * (U.T @ ref.cov[j] @ U)
+            if j != k:
+                m = V.T @ (moving.mean[j] - moving.mean[k])
+                r = U.T @ (ref.mean[j] - ref.mean[k])
+                W += np.outer(m * r, m * r)
+                linear += m * r
+        s = _sign_choice(W)
+        if s @ linear < 0:  # s^T W s does not see a global flip; the means do
+            s = -s
+        starts.append(np.linalg.solve(U.T, s[:, None] * V.T))
+    return starts
+
+
 def register_moments(
     ref: ClusterMoments, moving: ClusterMoments, rng: np.random.Generator, *, n_starts: int = 4
 ) -> tuple[Array, Array, float]:
     """Affine map ``z -> A z + c`` that best lays ``moving``'s clusters onto ``ref``'s.
 
     Both sets are expected in whitened coordinates, where the true map is close to
-    orthogonal; L-BFGS starts from the weighted Procrustes rotation of the cluster means and
-    from ``n_starts`` random rotations (the objective is not concave in ``A``).
+    orthogonal. The objective is not concave in ``A`` and has many local optima; L-BFGS
+    starts from the weighted Procrustes rotation of the cluster means, from the
+    joint-diagonalisation maps of :func:`covariance_starts` and from ``n_starts`` random
+    rotations.
 
     Returns
     -------
@@ -170,11 +236,13 @@ def register_moments(
     prec = np.stack([cho_solve((c, True), np.eye(R), check_finite=False) for c in chol])
     const = float(moving.n @ np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1))
     w = np.minimum(ref.n, moving.n)
-    starts = [procrustes(moving.mean, ref.mean, w)]
+    starts = [procrustes(moving.mean, ref.mean, w), *covariance_starts(ref, moving)]
     starts += [random_rotation(R, rng) for _ in range(n_starts)]
     best: tuple[Array, Array, float] | None = None
     for Q in starts:
-        theta0 = np.concatenate([Q.ravel(), np.zeros(R)])
+        # the offset that matches the weighted mean of the cluster means
+        c0 = (w @ (ref.mean - moving.mean @ Q.T)) / max(float(w.sum()), 1e-300)
+        theta0 = np.concatenate([Q.ravel(), c0])
         res = minimize(
             registration_objective,
             theta0,

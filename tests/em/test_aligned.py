@@ -119,6 +119,24 @@ def test_register_and_match_recover_a_known_affine_map_and_correspondence(rng):
     np.testing.assert_allclose(regs[1][0].c, c, atol=5e-3)
 
 
+def test_a_covariance_start_is_the_true_map_when_the_moments_are_exact(rng):
+    # an 11-dimensional frame with three clusters: few random rotations reach this map's
+    # basin, while the joint diagonalisation of two clusters' covariances gives it exactly
+    ref = _moments(rng, K=3, R=11)
+    A_true = frames.random_rotation(11, rng) * rng.uniform(0.8, 1.2, size=11)
+    # moving frame: z_ref = A_true z_mov + c
+    A_inv = np.linalg.inv(A_true)
+    c = rng.normal(size=11)
+    mov = frames.transform_moments(ref, A_inv, -A_inv @ c)
+    starts = frames.covariance_starts(ref, mov)
+    assert len(starts) == 3
+    errors = [np.linalg.norm(S - A_true) / np.linalg.norm(A_true) for S in starts]
+    assert min(errors) < 1e-6
+    A, c_fit, _ = frames.register_moments(ref, mov, rng, n_starts=0)
+    np.testing.assert_allclose(A, A_true, atol=1e-4)
+    np.testing.assert_allclose(c_fit, c, atol=1e-4)
+
+
 def test_hungarian_order_matches_rotated_clusters(rng):
     ref = _moments(rng, K=5)
     Q = frames.random_rotation(4, rng)
