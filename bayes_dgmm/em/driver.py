@@ -73,6 +73,9 @@ class EMResult:
     empty : (layer, component) pairs left empty by the last step
     singular : (layer, component) pairs whose update the last step could not compute
     failure : why the run stopped early, or None
+    criterion : what ``remaining`` measures: ``"aitken"`` (:func:`aitken_remaining`) or
+        ``"newton"`` (the Newton decrement of :func:`bayes_dgmm.em.newton.newton_finish`)
+    n_newton : Newton steps at the end of ``log_likelihood`` (counted in ``n_iter``)
     """
 
     params: DGMMParams
@@ -83,6 +86,8 @@ class EMResult:
     empty: list[tuple[int, int]] = field(default_factory=list)
     singular: list[tuple[int, int]] = field(default_factory=list)
     failure: str | None = None
+    criterion: str = "aitken"
+    n_newton: int = 0
 
 
 def aitken_remaining(history: Sequence[float], block: int = AITKEN_BLOCK) -> float:

@@ -55,6 +55,7 @@ from bayes_dgmm.em.restarts import (
     SCREEN_MARGIN_PER_ROW,
     Settings,
     continue_restart,
+    distinct_modes,
     run_restart,
     seed_sequences,
 )
@@ -159,17 +160,19 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     n_init : int, default 4
         Number of restarts; the one with the highest final log-likelihood is kept. With
         the exact EM the restarts are screened: each runs ``SCREEN_ITER`` (100) iterations and
-        those within ``max(20, 5e-3 N)`` nats of the best run on to ``max_iter``; a restart
-        left in a far worse optimum (thousands of nats on the study data) stops early. On the
-        study data one aligned start in three or four lands in such an optimum, hence 4.
+        those within ``max(20, 5e-3 N)`` nats of the best run on to ``max_iter``, one per
+        mode: restarts whose partitions into paths agree (ARI >= 0.99) are one mode, and only
+        the best of them runs on. A restart left in a far worse optimum stops early.
     max_iter : int, default 1500
         Most iterations per restart (the study ran 200 with ``stopping="fixed"``).
     tol : float, default 1e-3
         Per observation. With ``stopping="aitken"``: Aitken's estimate of the log-likelihood
         still to gain (:func:`bayes_dgmm.em.driver.aitken_remaining`) below ``tol * N``; with
         ``"tol"``: one iteration's gain below ``tol * N``; with ``"deepgmm"``: the ``eps`` of
-        deepgmm's rule. ``converged_`` of the exact EM is always Aitken's criterion at
-        ``tol``, whatever the stopping rule.
+        deepgmm's rule. The exact EM's run ends with Newton steps
+        (:mod:`bayes_dgmm.em.newton`) where EM crawls, and ``converged_`` is then the Newton
+        decrement at most ``tol * N``; without them (a ``constraint``, more than 4000 free
+        parameters, another stopping rule) it is Aitken's criterion at ``tol``.
     reg_psi : float, default 1e-10
         Floor on the noise variances ``psi``, *relative* to the variance of each feature
         (layer 1) or of each score ``z^(l-1)`` (layer ``l``). Keep it far below the smallest
@@ -212,9 +215,11 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     ----------
     params_ : DGMMParams, the best restart's parameters
     converged_ : bool, the convergence criterion (``stopping``, ``tol``) holds at the end:
-        Aitken's for the exact EM, deepgmm's for the stochastic EM
-    remaining_ : float, Aitken's estimate of the log-likelihood (nats) the best restart
-        would still gain (exact EM; ``nan`` for the stochastic EM)
+        the Newton decrement or Aitken's for the exact EM (``tol``), deepgmm's for the
+        stochastic EM
+    remaining_ : float, the log-likelihood (nats) the best restart would still gain: the
+        Newton decrement where the run ends with Newton steps, else Aitken's estimate (exact
+        EM; ``nan`` for the stochastic EM)
     n_iter_ : int
     lower_bound_ : float, total log-likelihood of ``params_`` on the training data
     history_ : FitHistory, log-likelihood and BIC after every iteration of the best restart
@@ -382,7 +387,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         if screen:
             finals = np.array([r.log_likelihood[-1] for r in results])
             margin = max(SCREEN_MARGIN, SCREEN_MARGIN_PER_ROW * Xa.shape[0])
-            keep = [k for k in range(len(results)) if finals[k] >= finals.max() - margin]
+            close = [k for k in range(len(results)) if finals[k] >= finals.max() - margin]
+            keep = distinct_modes(Xa, results, close)
             continued: list[EMResult] = Parallel(n_jobs=self.n_jobs)(
                 delayed(continue_restart)(Xa, results[k], settings, k) for k in keep
             )
@@ -422,6 +428,12 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 figure = (
                     f"stopping={s.stopping!r} does not measure a stochastic EM's convergence; "
                     "only deepgmm's rule (stopping='deepgmm') does"
+                )
+            elif result.criterion == "newton":
+                figure = (
+                    f"the Newton decrement (the log-likelihood a quadratic model still "
+                    f"predicts) is {result.remaining:.3g} nats, above tol * N = "
+                    f"{s.tol * n_samples:.3g}"
                 )
             elif math.isinf(result.remaining):
                 figure = "the log-likelihood was still rising without slowing down"

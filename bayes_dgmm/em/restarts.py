@@ -19,7 +19,8 @@ from threadpoolctl import threadpool_limits
 from bayes_dgmm._validation import RandomLike, as_generator
 from bayes_dgmm.em.aligned import aligned_init
 from bayes_dgmm.em.driver import EMResult, run_em
-from bayes_dgmm.em.exact import exact_step
+from bayes_dgmm.em.exact import exact_step, variance_floor
+from bayes_dgmm.em.newton import MAX_PARAMETERS, n_parameters, newton_finish
 from bayes_dgmm.em.starts import INITIALISERS
 from bayes_dgmm.em.stochastic import stochastic_step
 from bayes_dgmm.model.params import DGMMParams
@@ -54,6 +55,25 @@ class Settings:
 SCREEN_ITER = 100
 SCREEN_MARGIN = 20.0
 SCREEN_MARGIN_PER_ROW = 5e-3
+#: Screened restarts whose partitions into paths agree to this adjusted Rand index sit in
+#: one mode: only the best of them runs on (on the study data every aligned restart lands in
+#: the same mode, and running each to convergence would multiply the cost by ``n_init``).
+SAME_MODE_ARI = 0.99
+
+
+def distinct_modes(X: Array, results: list[EMResult], candidates: list[int]) -> list[int]:
+    """The candidates (indices into ``results``) left after dropping every restart whose
+    hard partition into paths agrees (ARI >= :data:`SAME_MODE_ARI`) with that of a restart
+    of higher log-likelihood; best first."""
+    from sklearn.metrics import adjusted_rand_score
+
+    order = sorted(candidates, key=lambda k: -results[k].log_likelihood[-1])
+    kept: list[tuple[int, NDArray[np.intp]]] = []
+    for k in order:
+        labels = results[k].params.predict(X)
+        if all(adjusted_rand_score(other, labels) < SAME_MODE_ARI for _, other in kept):
+            kept.append((k, labels))
+    return [k for k, _ in kept]
 
 
 class StartWarning(UserWarning):
@@ -125,15 +145,61 @@ def _iterate(
         ) from exc
 
 
+def newton_applies(s: Settings, params: DGMMParams) -> bool:
+    """Whether the exact EM's run ends with :func:`bayes_dgmm.em.newton.newton_finish`: the
+    exact algorithm under Aitken's rule, without a constraint (which the Newton steps would
+    not keep), at most :data:`bayes_dgmm.em.newton.MAX_PARAMETERS` free parameters."""
+    return (
+        s.algorithm == "exact"
+        and s.stopping == "aitken"
+        and s.constraint is None
+        and n_parameters(params) <= MAX_PARAMETERS
+    )
+
+
+def finish(X: Array, result: EMResult, s: Settings, restart: int) -> EMResult:
+    """Newton steps after the EM until the Newton decrement is at most ``tol * N``
+    (:mod:`bayes_dgmm.em.newton`); that decrement then decides ``converged``, whether or not
+    Aitken's rule already held (its estimate can fall below the tolerance while the EM still
+    crawls). The result unchanged when Newton does not apply or the run failed."""
+    if result.failure is not None or not newton_applies(s, result.params):
+        return result
+    floor = variance_floor(X.var(axis=0), s.reg_psi)
+    psi_floor = [np.broadcast_to(floor, result.params.psi[0].shape)] + [
+        np.zeros_like(p) for p in result.params.psi[1:]
+    ]
+    with threadpool_limits(1):
+        fin = newton_finish(
+            X, result.params, tol=s.tol, psi_floor=psi_floor, label=f"restart {restart}"
+        )
+    if not fin.log_likelihood:  # the EM's last iterate could not be evaluated
+        return result
+    history = [*result.log_likelihood, *fin.log_likelihood[1:]]
+    return EMResult(
+        params=fin.params,
+        log_likelihood=history,
+        n_iter=len(history) - 1,
+        converged=fin.decrement <= s.tol * X.shape[0],
+        remaining=fin.decrement,
+        empty=result.empty if fin.n_steps == 0 else [],
+        singular=result.singular if fin.n_steps == 0 else [],
+        criterion="newton",
+        n_newton=fin.n_steps,
+    )
+
+
 def run_restart(
     X: Array, seed: np.random.SeedSequence, s: Settings, restart: int, max_iter: int
 ) -> EMResult:
     """One restart: starting values from ``seed``, then up to ``max_iter`` iterations (not
-    certified when they are a screening phase). Runs in a joblib worker."""
+    certified when they are a screening phase, else finished by :func:`finish`). Runs in a
+    joblib worker."""
     with threadpool_limits(1):
         rng = np.random.default_rng(seed)
         params = _starting_values(X, s, rng)
         result = _iterate(X, params, s, rng, restart, max_iter, certify=max_iter == s.max_iter)
+    if max_iter == s.max_iter:
+        result = finish(X, result, s, restart)
     _log_restart(s, restart, result)
     return result
 
@@ -146,6 +212,7 @@ def continue_restart(X: Array, first: EMResult, s: Settings, restart: int) -> EM
         )
     rest.log_likelihood = [*first.log_likelihood, *rest.log_likelihood[1:]]
     rest.n_iter = len(rest.log_likelihood) - 1
+    rest = finish(X, rest, s, restart)
     _log_restart(s, restart, rest)
     return rest
 
