@@ -170,9 +170,10 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         still to gain (:func:`bayes_dgmm.em.driver.aitken_remaining`) below ``tol * N``; with
         ``"tol"``: one iteration's gain below ``tol * N``; with ``"deepgmm"``: the ``eps`` of
         deepgmm's rule. The exact EM's run ends with Newton steps
-        (:mod:`bayes_dgmm.em.newton`) where EM crawls, and ``converged_`` is then the Newton
-        decrement at most ``tol * N``; without them (a ``constraint``, more than 4000 free
-        parameters, another stopping rule) it is Aitken's criterion at ``tol``.
+        (:mod:`bayes_dgmm.em.newton`; one per 25 of ``max_iter``, at most 60), and
+        ``converged_`` is then the Newton decrement at most ``tol * N``; without them
+        (``max_iter < 25``, a ``constraint``, more than 4000 free parameters, another stopping
+        rule) it is Aitken's criterion at ``tol``.
     reg_psi : float, default 1e-10
         Floor on the noise variances ``psi``, *relative* to the variance of each feature
         (layer 1) or of each score ``z^(l-1)`` (layer ``l``). Keep it far below the smallest
@@ -220,7 +221,9 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     remaining_ : float, the log-likelihood (nats) the best restart would still gain: the
         Newton decrement where the run ends with Newton steps, else Aitken's estimate (exact
         EM; ``nan`` for the stochastic EM)
-    n_iter_ : int
+    criterion_ : str, what ``converged_`` and ``remaining_`` measure: ``"newton"`` (the
+        Newton decrement), ``"aitken"``, or the stopping rule's name
+    n_iter_ : int, EM iterations and then Newton steps
     lower_bound_ : float, total log-likelihood of ``params_`` on the training data
     history_ : FitHistory, log-likelihood and BIC after every iteration of the best restart
     restarts_ : list of RestartSummary, one per restart
@@ -400,6 +403,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         self.n_features_in_ = Xa.shape[1]
         self.converged_ = result.converged
         self.remaining_ = float(result.remaining)
+        self.criterion_ = result.criterion if settings.stopping == "aitken" else settings.stopping
         self.n_iter_ = result.n_iter
         self.lower_bound_ = float(result.log_likelihood[-1])
         ll = np.asarray(result.log_likelihood)

@@ -20,7 +20,7 @@ from bayes_dgmm._validation import RandomLike, as_generator
 from bayes_dgmm.em.aligned import aligned_init
 from bayes_dgmm.em.driver import EMResult, run_em
 from bayes_dgmm.em.exact import exact_step, variance_floor
-from bayes_dgmm.em.newton import MAX_PARAMETERS, n_parameters, newton_finish
+from bayes_dgmm.em.newton import MAX_NEWTON_ITER, MAX_PARAMETERS, n_parameters, newton_finish
 from bayes_dgmm.em.starts import INITIALISERS
 from bayes_dgmm.em.stochastic import stochastic_step
 from bayes_dgmm.model.params import DGMMParams
@@ -55,6 +55,9 @@ class Settings:
 SCREEN_ITER = 100
 SCREEN_MARGIN = 20.0
 SCREEN_MARGIN_PER_ROW = 5e-3
+#: The Newton steps that end a run are budgeted with its EM: one per this many of
+#: ``max_iter`` (60 at the default 1500); a budget below one Newton step keeps Aitken's rule.
+EM_ITER_PER_NEWTON = 25
 #: Screened restarts whose partitions into paths agree to this adjusted Rand index sit in
 #: one mode: only the best of them runs on (on the study data every aligned restart lands in
 #: the same mode, and running each to convergence would multiply the cost by ``n_init``).
@@ -159,10 +162,12 @@ def newton_applies(s: Settings, params: DGMMParams) -> bool:
 
 def finish(X: Array, result: EMResult, s: Settings, restart: int) -> EMResult:
     """Newton steps after the EM until the Newton decrement is at most ``tol * N``
-    (:mod:`bayes_dgmm.em.newton`); that decrement then decides ``converged``, whether or not
-    Aitken's rule already held (its estimate can fall below the tolerance while the EM still
-    crawls). The result unchanged when Newton does not apply or the run failed."""
-    if result.failure is not None or not newton_applies(s, result.params):
+    (:mod:`bayes_dgmm.em.newton`), at most ``max_iter // EM_ITER_PER_NEWTON`` of them; that
+    decrement then decides ``converged``, whether or not Aitken's rule already held (its
+    estimate can fall below the tolerance while the EM still crawls). The result unchanged
+    when Newton does not apply, the budget allows no step, or the run failed."""
+    budget = min(MAX_NEWTON_ITER, s.max_iter // EM_ITER_PER_NEWTON)
+    if budget == 0 or result.failure is not None or not newton_applies(s, result.params):
         return result
     floor = variance_floor(X.var(axis=0), s.reg_psi)
     psi_floor = [np.broadcast_to(floor, result.params.psi[0].shape)] + [
@@ -170,7 +175,12 @@ def finish(X: Array, result: EMResult, s: Settings, restart: int) -> EMResult:
     ]
     with threadpool_limits(1):
         fin = newton_finish(
-            X, result.params, tol=s.tol, psi_floor=psi_floor, label=f"restart {restart}"
+            X,
+            result.params,
+            tol=s.tol,
+            max_iter=budget,
+            psi_floor=psi_floor,
+            label=f"restart {restart}",
         )
     if not fin.log_likelihood:  # the EM's last iterate could not be evaluated
         return result

@@ -439,7 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--exact-stopping",
         default="auto",
         choices=["auto", "fixed"],
-        help="exact EM: auto = to its convergence criterion (Aitken's); fixed = exact-max-iter",
+        help=(
+            "exact EM: auto = to its convergence criterion (the Newton decrement of the "
+            "Newton steps that end the run); fixed = exact-max-iter"
+        ),
     )
     p.add_argument("--init", default="random", choices=["random", "kmeans"])
     p.add_argument(

@@ -101,6 +101,8 @@ def convergence_evidence(result: MethodResult) -> str:
             stopping = "aitken" if method == "exact" else "deepgmm"
         if stopping == "aitken":
             tol = float(est.tol) * result.paths.size
+            if getattr(est, "criterion_", "aitken") == "newton":
+                return f"Newton decrement: {_fig(est.remaining_)} nats (< {_fig(tol)})"
             return f"Aitken: {_fig(est.remaining_)} nats left (< {_fig(tol)})"
         if stopping == "fixed":
             return f"fixed budget of {est.max_iter} its, no criterion"

@@ -44,7 +44,7 @@ def test_the_labels_gradient_is_the_marginal_likelihoods_gradient(small, rng):
 def test_newton_reaches_the_optimum_of_a_long_em_run(small, rng):
     X = small.X
     start, _ = run_exact_em(X, _perturbed(small.params, rng, 0.2), max_iter=30, tol=0.0)
-    long_run, history = run_exact_em(X, start, max_iter=20000, tol=1e-9)
+    _, history = run_exact_em(X, start, max_iter=20000, tol=1e-9)
     result = newton.newton_finish(X, start, tol=1e-4)
     assert result.decrement <= 1e-4 * X.shape[0]
     assert result.log_likelihood[-1] == pytest.approx(result.params.score(X), abs=1e-6)
