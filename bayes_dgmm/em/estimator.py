@@ -433,6 +433,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                     f"stopping={s.stopping!r} does not measure a stochastic EM's convergence; "
                     "only deepgmm's rule (stopping='deepgmm') does"
                 )
+            elif result.criterion == "newton" and math.isnan(result.remaining):
+                figure = "the Newton decrement could not be computed (a non-finite Hessian)"
             elif result.criterion == "newton":
                 figure = (
                     f"the Newton decrement (the log-likelihood a quadratic model still "

@@ -222,6 +222,9 @@ def newton_finish(
             g = np.asarray(grad_fn(theta, n, xbar, scatter), dtype=np.float64)
             H = np.asarray(hess_fn(theta, n, xbar, scatter), dtype=np.float64)
             n_hessians += 1
+            if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+                decrement = math.nan  # not measurable here: the run is not called converged
+                break
             # noise variances held at their floor by a gradient that pushes them lower are
             # fixed (the active set of the bound); the steps are in the other coordinates
             free = ~((theta <= lower + BOUND_SLACK) & (g < 0.0))

@@ -191,8 +191,8 @@ def finish(X: Array, result: EMResult, s: Settings, restart: int) -> EMResult:
         n_iter=len(history) - 1,
         converged=fin.decrement <= s.tol * X.shape[0],
         remaining=fin.decrement,
-        empty=result.empty if fin.n_steps == 0 else [],
-        singular=result.singular if fin.n_steps == 0 else [],
+        empty=result.empty,
+        singular=result.singular,
         criterion="newton",
         n_newton=fin.n_steps,
     )
