@@ -62,8 +62,11 @@ def test_compare_recomputes_runs_of_other_inputs(tiny, tmp_path):
     # the Bayesian methods' start (fits/exact.json) is the fit of the new data
     params = DGMMParams.from_json(tmp_path / "fits" / "exact.json")
     assert params.score(other.X) == pytest.approx(second[0]["log_likelihood"], rel=1e-10)
-    third = compare_methods(tiny.X, SPEC, tmp_path, labels=tiny.labels, random_state=3, **kw)
-    assert third[0]["log_likelihood"] != first[0]["log_likelihood"]
+    runs = set((tmp_path / "runs").glob("compare-exact-*.json"))
+    compare_methods(tiny.X, SPEC, tmp_path, labels=tiny.labels, random_state=3, **kw)
+    # another seed is another run (its fit may land on the same optimum: on this small data
+    # set two seeds' fits can agree to the last digit, so the numbers cannot tell)
+    assert len(set((tmp_path / "runs").glob("compare-exact-*.json")) - runs) == 1
     bigger = {**BUDGET, "em_restarts": 3}
     fourth = compare_methods(tiny.X, SPEC, tmp_path, labels=tiny.labels, **{**kw, "budget": bigger})
     assert fourth[0]["n_runs"] == 3
