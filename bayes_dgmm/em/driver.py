@@ -75,7 +75,6 @@ class EMResult:
     failure : why the run stopped early, or None
     criterion : what ``remaining`` measures: ``"aitken"`` (:func:`aitken_remaining`) or
         ``"newton"`` (the Newton decrement of :func:`bayes_dgmm.em.newton.newton_finish`)
-    n_newton : Newton steps at the end of ``log_likelihood`` (counted in ``n_iter``)
     """
 
     params: DGMMParams
@@ -87,7 +86,6 @@ class EMResult:
     singular: list[tuple[int, int]] = field(default_factory=list)
     failure: str | None = None
     criterion: str = "aitken"
-    n_newton: int = 0
 
 
 def aitken_remaining(history: Sequence[float], block: int = AITKEN_BLOCK) -> float:

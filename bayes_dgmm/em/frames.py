@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.linalg import cho_solve, cholesky, lu_factor, lu_solve, solve_triangular
+from scipy.linalg import cho_solve, cholesky, eigh, lu_factor, lu_solve, solve_triangular
 from scipy.optimize import minimize
 
 from bayes_dgmm.model.density import LOG_2PI, log_normalize
@@ -186,8 +186,6 @@ def covariance_starts(ref: ClusterMoments, moving: ClusterMoments) -> list[Array
     -------
     list of (R, R) arrays (empty when a covariance is not positive definite)
     """
-    from scipy.linalg import eigh
-
     K = ref.n.shape[0]
     big = np.argsort(-np.minimum(ref.n, moving.n), kind="stable")[:COVARIANCE_CLUSTERS]
     starts: list[Array] = []

@@ -63,17 +63,12 @@ class NewtonResult:
     decrement : the Newton decrement at ``params``, ``g^T |H|^{-1} g / 2`` in nats: the gain
         the quadratic model still predicts (``nan`` when not measured)
     n_hessians : Hessians computed
-    n_steps : accepted steps (``len(log_likelihood) - 1``)
     """
 
     params: DGMMParams
     log_likelihood: list[float]
     decrement: float
     n_hessians: int
-
-    @property
-    def n_steps(self) -> int:
-        return max(len(self.log_likelihood) - 1, 0)
 
 
 def n_parameters(params: DGMMParams) -> int:
@@ -95,6 +90,7 @@ def _compiled(
     L = len(n_components)
 
     def layers(theta: Any) -> list[tuple[Any, Any, Any, Any]]:
+        # driver.unpack in JAX (traceable): the same layout as driver.pack
         out = []
         i = 0
         for l in range(L):
@@ -228,7 +224,8 @@ def newton_finish(
             # noise variances held at their floor by a gradient that pushes them lower are
             # fixed (the active set of the bound); the steps are in the other coordinates
             free = ~((theta <= lower + BOUND_SLACK) & (g < 0.0))
-            lam, V = np.linalg.eigh(-0.5 * (H[np.ix_(free, free)] + H[np.ix_(free, free)].T))
+            H_free = H[np.ix_(free, free)]
+            lam, V = np.linalg.eigh(-0.5 * (H_free + H_free.T))
             absl = np.abs(lam)
             scale = float(np.max(absl))
             gv = V.T @ g[free]

@@ -194,7 +194,6 @@ def finish(X: Array, result: EMResult, s: Settings, restart: int) -> EMResult:
         empty=result.empty,
         singular=result.singular,
         criterion="newton",
-        n_newton=fin.n_steps,
     )
 
 
