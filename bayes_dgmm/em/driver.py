@@ -26,7 +26,7 @@ Array = NDArray[np.float64]
 logger = logging.getLogger(__name__)
 
 #: Stopping rules of :func:`run_em`.
-STOPPING_RULES = ("aitken", "tol", "fixed", "deepgmm")
+STOPPING_RULES = ("aitken", "tol", "fixed", "deepgmm", "stationary")
 
 #: Plain steps per block of the Aitken estimate, and blocks per estimate.
 AITKEN_BLOCK = 5
@@ -158,6 +158,50 @@ def deepgmm_should_stop(logliks: Sequence[float], eps: float) -> bool:
     return not bool(ratio > eps)
 
 
+#: The stationarity rule compares the means of two halves of this many iterations each, and
+#: is checked every this many iterations (few checks: a drifting run rarely passes by chance).
+STATIONARY_WINDOW = 25
+#: Largest ``|z|`` of the drift between the halves that counts as none.
+STATIONARY_Z = 2.0
+
+
+def stationary_drift(
+    logliks: Sequence[float], window: int = STATIONARY_WINDOW
+) -> tuple[float, float]:
+    """Drift of a stochastic EM's log-likelihood over its last ``2 * window`` iterations.
+
+    Geweke's (1992) comparison of two means: the last ``window`` log-likelihoods against
+    the ``window`` before them, each mean's standard error from the half's variance inflated
+    for its lag-1 autocorrelation (an AR(1) effective sample size, ``n (1 - r) / (1 + r)``).
+    A stochastic EM is a Markov chain; it has converged (in distribution) when this drift is
+    within its noise, which a run still climbing at more than its noise cannot meet.
+
+    Returns
+    -------
+    (drift, z): the difference of the means (nats) and its z-score; ``(nan, nan)`` when
+    fewer than ``2 * window`` iterations were run.
+    """
+    hist = np.asarray(logliks, dtype=np.float64)
+    if hist.size - 1 < 2 * window:
+        return math.nan, math.nan
+    halves = hist[-2 * window :].reshape(2, window)
+    drift = float(halves[1].mean() - halves[0].mean())
+    var = 0.0
+    for half in halves:
+        dev = half - half.mean()
+        ss = float(dev @ dev)
+        r = float(dev[:-1] @ dev[1:]) / ss if ss > 0 else 0.0
+        r = min(max(r, 0.0), 0.95)
+        var += ss / (window - 1) / window * (1 + r) / (1 - r)
+    if var == 0.0:
+        return drift, 0.0 if drift == 0.0 else math.copysign(math.inf, drift)
+    return drift, drift / math.sqrt(var)
+
+
+def _stationary(history: Sequence[float]) -> bool:
+    return bool(abs(stationary_drift(history)[1]) <= STATIONARY_Z)
+
+
 # ---------------------------------------------------------------------- parameter vectors
 def pack(params: DGMMParams) -> Array:
     """All parameters as one vector: per layer ``log pi``, ``eta``, ``Lambda``, ``log psi``."""
@@ -218,6 +262,9 @@ def _should_stop_plain(history: list[float], stopping: str, tol: float, n_sample
         return False
     if stopping == "deepgmm":
         return bool(deepgmm_should_stop(history, tol))
+    if stopping == "stationary":
+        n_iter = len(history) - 1
+        return n_iter % STATIONARY_WINDOW == 0 and _stationary(history)
     if stopping == "tol":
         return abs(history[-1] - history[-2]) / n_samples < tol
     return aitken_remaining(history) <= tol * n_samples
@@ -247,7 +294,9 @@ def run_em(
     stopping : ``"aitken"``: Aitken's estimated remaining gain below ``tol * N``;
         ``"tol"``: one iteration's gain below ``tol * N`` (scikit-learn's rule);
         ``"fixed"``: ``max_iter`` iterations; ``"deepgmm"``: deepgmm's moving average (for
-        the stochastic EM, whose log-likelihood is not monotone)
+        the stochastic EM, whose log-likelihood is not monotone); ``"stationary"``: no drift
+        of the log-likelihood beyond its noise (:func:`stationary_drift`, checked every
+        :data:`STATIONARY_WINDOW` iterations and at the end; for the stochastic EM)
     tol : per observation
     accelerate : Anderson acceleration (memory ``ANDERSON_MEMORY``) of a monotone step: a
         proposal whose log-likelihood is lower than the current one is replaced by the plain
@@ -260,8 +309,9 @@ def run_em(
 
     Returns
     -------
-    EMResult ; ``converged`` is Aitken's criterion for the monotone rules and deepgmm's rule
-    for ``stopping="deepgmm"``
+    EMResult ; ``converged`` is Aitken's criterion for the monotone rules, deepgmm's rule
+    for ``stopping="deepgmm"`` and the stationarity rule for ``stopping="stationary"``
+    (``remaining`` is then the drift, :func:`stationary_drift`)
     """
     if stopping not in STOPPING_RULES:
         raise ValueError(f"stopping={stopping!r} is not one of {STOPPING_RULES}.")
@@ -346,7 +396,11 @@ def run_em(
             if stopping == "aitken":
                 remaining = aitken_remaining(state.history)
             break
-    if stopping == "deepgmm" or failure is not None:
+    if stopping == "stationary":
+        # at max_iter the end is judged too: is the run stationary where the budget ends?
+        remaining = stationary_drift(state.history)[0]
+        converged = (converged or _stationary(state.history)) and failure is None
+    elif stopping == "deepgmm" or failure is not None:
         converged = converged and failure is None
     elif not (stopping == "aitken" and converged):
         if certify:

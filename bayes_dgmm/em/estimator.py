@@ -47,7 +47,7 @@ from bayes_dgmm._validation import (
     check_not_constant,
 )
 from bayes_dgmm.em import ALGORITHMS
-from bayes_dgmm.em.driver import EMResult
+from bayes_dgmm.em.driver import STATIONARY_WINDOW, STATIONARY_Z, EMResult, stationary_drift
 from bayes_dgmm.em.exact import CONSTRAINTS
 from bayes_dgmm.em.restarts import (
     SCREEN_ITER,
@@ -70,7 +70,7 @@ logger = logging.getLogger(__name__)
 #: "aligned" (the default) is :func:`bayes_dgmm.em.aligned.aligned_init`; the others are
 #: the layer-wise partitions of :mod:`bayes_dgmm.em.starts` (the study's random-start baseline).
 INITS = ("aligned", *INITIALISERS)
-STOPPING = ("auto", "aitken", "tol", "fixed", "deepgmm")
+STOPPING = ("auto", "aitken", "tol", "fixed", "deepgmm", "stationary")
 ACCELERATIONS = ("anderson", None)
 
 #: scikit-learn estimator checks that cannot pass, mapped to the reason (the test suite passes
@@ -188,12 +188,15 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         layer the scores ``z^(l)`` are not isotropic (they are a Gaussian mixture), so a
         component-wise rotation changes the model: the constraint then restricts it, as in
         the study (sec. 3.4), and the log-likelihood may decrease at that step.
-    stopping : {"auto", "aitken", "tol", "fixed", "deepgmm"}, default "auto"
+    stopping : {"auto", "aitken", "tol", "fixed", "deepgmm", "stationary"}, default "auto"
         ``"aitken"``: the estimated remaining gain below ``tol * N``, a rule that a crawling
         EM cannot meet (its gains shrink too slowly); ``"tol"``: one iteration's gain below
         ``tol * N`` (scikit-learn's rule, met by a crawl); ``"fixed"``: run ``max_iter``
         iterations (the study's 200); ``"deepgmm"``: deepgmm's moving-average rule with
-        ``eps=tol``; ``"auto"``: ``"aitken"`` for ``"exact"``, ``"deepgmm"`` for
+        ``eps=tol`` (met by a crawl too: 1e-3 of the log-likelihood is hundreds of nats);
+        ``"stationary"``: the stochastic EM's log-likelihood has no drift beyond its noise
+        over the last 50 iterations (:func:`bayes_dgmm.em.driver.stationary_drift`, checked
+        every 25); ``"auto"``: ``"aitken"`` for ``"exact"``, ``"stationary"`` for
         ``"stochastic"``.
     acceleration : {"anderson", None}, default "anderson"
         Anderson acceleration of the exact EM (memory 10) with a safeguard that keeps the
@@ -216,11 +219,12 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     ----------
     params_ : DGMMParams, the best restart's parameters
     converged_ : bool, the convergence criterion (``stopping``, ``tol``) holds at the end:
-        the Newton decrement or Aitken's for the exact EM (``tol``), deepgmm's for the
-        stochastic EM
+        the Newton decrement or Aitken's for the exact EM (``tol``), the stationarity rule
+        (or deepgmm's) for the stochastic EM
     remaining_ : float, the log-likelihood (nats) the best restart would still gain: the
         Newton decrement where the run ends with Newton steps, else Aitken's estimate (exact
-        EM; ``nan`` for the stochastic EM)
+        EM); for ``stopping="stationary"`` the drift of the last 25 iterations' mean over the
+        25 before (``nan`` for the stochastic EM's other rules)
     criterion_ : str, what ``converged_`` and ``remaining_`` measure: ``"newton"`` (the
         Newton decrement), ``"aitken"``, or the stopping rule's name
     n_iter_ : int, EM iterations and then Newton steps
@@ -331,11 +335,12 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
             )
         stopping = self.stopping
         if stopping == "auto":
-            stopping = "aitken" if self.algorithm == "exact" else "deepgmm"
+            stopping = "aitken" if self.algorithm == "exact" else "stationary"
         if stopping == "aitken" and self.algorithm == "stochastic":
             raise ValueError(
                 "stopping='aitken' needs a monotone EM; the stochastic EM's log-likelihood "
-                "is random: use stopping='deepgmm' or 'fixed' with algorithm='stochastic'."
+                "is random: use stopping='stationary', 'deepgmm' or 'fixed' with "
+                "algorithm='stochastic'."
             )
         return Settings(
             n_components=comps,
@@ -427,11 +432,18 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         elif not result.converged:
             if s.stopping == "deepgmm":
                 figure = f"deepgmm's rule (eps={s.tol}) did not hold"
+            elif s.stopping == "stationary":
+                drift, z = stationary_drift(result.log_likelihood)
+                figure = (
+                    f"the log-likelihood's mean over the last {STATIONARY_WINDOW} iterations "
+                    f"moved {drift:.3g} nats from the {STATIONARY_WINDOW} before, z = {z:.2f} "
+                    f"(stationary: |z| <= {STATIONARY_Z:g})"
+                )
             elif s.algorithm == "stochastic":
                 # its log-likelihood is not monotone, so Aitken's estimate does not apply
                 figure = (
                     f"stopping={s.stopping!r} does not measure a stochastic EM's convergence; "
-                    "only deepgmm's rule (stopping='deepgmm') does"
+                    "the stationarity rule (stopping='stationary') does"
                 )
             elif result.criterion == "newton" and math.isnan(result.remaining):
                 figure = "the Newton decrement could not be computed (a non-finite Hessian)"

@@ -429,8 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stopping",
         default="fixed",
-        choices=["fixed", "auto", "tol", "deepgmm"],
-        help="stochastic EM: fixed = always max-iter iterations (the study)",
+        choices=["fixed", "auto", "tol", "deepgmm", "stationary"],
+        help="stochastic EM: fixed = always max-iter iterations (the study); auto = "
+        "stationary: until its log-likelihood has no drift beyond its noise; deepgmm = "
+        "deepgmm's rule",
     )
     p.add_argument(
         "--exact-max-iter", type=_POSITIVE, default=2000, help="most exact-EM iterations"

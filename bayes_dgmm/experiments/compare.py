@@ -32,6 +32,7 @@ from bayes_dgmm._validation import BudgetError
 from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
 from bayes_dgmm.diagnostics.modes import mode_census
 from bayes_dgmm.diagnostics.posterior import ESS_OK, RHAT_OK
+from bayes_dgmm.em.driver import STATIONARY_WINDOW, STATIONARY_Z, stationary_drift
 from bayes_dgmm.experiments._store import RunStore, inputs_digest
 from bayes_dgmm.experiments.methods import (
     DEFAULT_BUDGET,
@@ -98,7 +99,13 @@ def convergence_evidence(result: MethodResult) -> str:
     if method in ("stochastic", "exact"):
         stopping = getattr(est, "stopping", "auto")
         if stopping == "auto":
-            stopping = "aitken" if method == "exact" else "deepgmm"
+            stopping = "aitken" if method == "exact" else "stationary"
+        if stopping == "stationary":
+            drift, z = stationary_drift(est.history_.log_likelihood)
+            return (
+                f"stationary: last {STATIONARY_WINDOW} its' mean moved {_fig(drift)} nats, "
+                f"|z| {_fig(abs(z), 2)} (<= {STATIONARY_Z:g}) after {est.n_iter_} its"
+            )
         if stopping == "aitken":
             tol = float(est.tol) * result.paths.size
             if getattr(est, "criterion_", "aitken") == "newton":

@@ -106,7 +106,8 @@ class MethodResult:
     estimator : the fitted estimator
     extra : method-specific numbers
     converged : whether the method's own convergence criterion held (EM: Aitken's estimate
-        of the gain left, or deepgmm's rule; gmm: scikit-learn's; the Bayesian methods:
+        of the gain left or the Newton decrement; the stochastic EM: the stationarity of its
+        log-likelihood; gmm: scikit-learn's; the Bayesian methods:
         ``BayesianDeepGaussianMixture.converged_``)
     """
 
@@ -188,7 +189,8 @@ def fit_em_restarts(
     init: str | None = None,
     n_jobs: int = 1,
 ) -> list[Any]:
-    """Independent single-start EM fits (joblib), one seed each from ``random_state``."""
+    """Independent single-start EM fits (joblib), one seed each from ``random_state``, each
+    run to its algorithm's own convergence criterion (``stopping="auto"``) or ``max_iter``."""
     from joblib import Parallel, delayed
 
     if init is None:
@@ -197,7 +199,7 @@ def fit_em_restarts(
     return list(
         Parallel(n_jobs=n_jobs)(
             delayed(fit_single_em)(
-                X, spec.n_components, spec.n_factors, algorithm, init, int(s), max_iter
+                X, spec.n_components, spec.n_factors, algorithm, init, int(s), max_iter, "auto"
             )
             for s in seeds
         )

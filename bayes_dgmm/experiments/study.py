@@ -166,7 +166,8 @@ class ExperimentSettings:
     n_mutual : random starts for the mutual-ARI census of Figure 5 (the study: 100)
     max_iter : stochastic-EM iterations per run (the study: 200)
     stopping : of the stochastic EM: "fixed" runs max_iter iterations (the study); "auto"
-        uses deepgmm's rule
+        (or "stationary") stops when its log-likelihood has no drift beyond its noise,
+        "deepgmm" by deepgmm's rule
     exact_max_iter, exact_stopping : the exact EM's budget and rule; by default it runs to
         its convergence criterion (Aitken's), as a baseline should
     init : "random" (the study) or "kmeans"

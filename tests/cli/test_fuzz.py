@@ -85,7 +85,7 @@ valid = {
     "tol": st.floats(0, 1),
     "reg_psi": st.floats(1e-12, 1e-2),
     "constraint": st.sampled_from([None, "lower_triangular", "orthonormal", "diagonal"]),
-    "stopping": st.sampled_from(["auto", "aitken", "tol", "fixed", "deepgmm"]),
+    "stopping": st.sampled_from(["auto", "aitken", "tol", "fixed", "deepgmm", "stationary"]),
     "acceleration": st.sampled_from(["anderson", None]),
     "parameter_expansion": st.booleans(),
     "random_state": st.one_of(st.none(), st.integers(0, 2**31)),

@@ -291,7 +291,7 @@ def test_select_architecture(small):
     assert {"log_likelihood", "bic", "aic", "icl", "n_parameters"} <= set(table.columns)
 
 
-@pytest.mark.parametrize("stopping", ["fixed", "deepgmm"])
+@pytest.mark.parametrize("stopping", ["fixed", "deepgmm", "stationary"])
 def test_stochastic_dispatch(small, stopping):
     est = _small_est(algorithm="stochastic", stopping=stopping, random_state=0)
     with warnings.catch_warnings():

@@ -10,7 +10,12 @@ from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
-from bayes_dgmm.em.driver import deepgmm_should_stop
+from bayes_dgmm.em.driver import (
+    STATIONARY_WINDOW,
+    STATIONARY_Z,
+    deepgmm_should_stop,
+    stationary_drift,
+)
 from bayes_dgmm.em.stochastic import (
     MIN_COMPONENT_WEIGHT,
     layer_responsibilities,
@@ -286,7 +291,63 @@ def test_fixed_run_of_the_stochastic_em_warns_that_it_is_not_assessed(small3):
         (2, 2, 2), n_factors=(4, 2, 1), algorithm="stochastic", init="random",
         stopping="fixed", max_iter=5, random_state=0,
     )  # fmt: skip
-    with pytest.warns(ConvergenceWarning, match="only deepgmm's rule") as caught:
+    with pytest.warns(ConvergenceWarning, match="the stationarity rule") as caught:
         est.fit(X)
     assert not est.converged_ and est.n_iter_ == 5
     assert not any("Aitken" in str(w.message) for w in caught)
+
+
+def _ar1(rng, n, phi, sd=1.0):
+    e = rng.normal(0.0, sd * np.sqrt(1 - phi**2), size=n)
+    x = np.empty(n)
+    x[0] = rng.normal(0.0, sd)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + e[t]
+    return x
+
+
+def test_stationary_drift_is_the_difference_of_the_halves_means(rng):
+    hist = list(rng.normal(-500.0, 3.0, size=80))
+    drift, z = stationary_drift(hist)
+    w = STATIONARY_WINDOW
+    assert drift == pytest.approx(np.mean(hist[-w:]) - np.mean(hist[-2 * w : -w]), rel=1e-12)
+    assert np.isfinite(z)
+    # too short a history has no figure
+    assert np.isnan(stationary_drift(hist[: 2 * w])[1])
+
+
+def test_stationary_rule_holds_about_95_percent_of_the_time_on_stationary_noise():
+    # Monte Carlo reference: for a stationary AR(1) series the z-score is about N(0, 1), so
+    # |z| <= 2 about 95% of the time (2000 series: Monte Carlo sd 0.005)
+    rng = np.random.default_rng(7)
+    hits = [
+        abs(stationary_drift(_ar1(rng, 2 * STATIONARY_WINDOW + 1, 0.5) - 1e5)[1]) <= STATIONARY_Z
+        for _ in range(2000)
+    ]
+    assert 0.88 <= np.mean(hits) <= 0.99
+
+
+def test_a_crawl_never_passes_the_stationarity_rule():
+    # the study's stochastic EM at iteration 200-400: +7 nats per iteration, noise sd 50
+    rng = np.random.default_rng(8)
+    n = 2 * STATIONARY_WINDOW + 1
+    passes = [
+        abs(stationary_drift(-526000 + 7.0 * np.arange(n) + _ar1(rng, n, 0.3, 50.0))[1])
+        <= STATIONARY_Z
+        for _ in range(500)
+    ]
+    assert not any(passes)
+
+
+def test_the_default_stochastic_run_stops_where_its_log_likelihood_is_stationary(small3):
+    from bayes_dgmm import DeepGaussianMixture
+
+    _, X = small3
+    est = DeepGaussianMixture(
+        (2, 2, 2), n_factors=(4, 2, 1), algorithm="stochastic", init="kmeans",
+        max_iter=500, random_state=0,
+    ).fit(X)  # fmt: skip
+    assert est.criterion_ == "stationary" and est.converged_
+    assert est.n_iter_ % STATIONARY_WINDOW == 0 and est.n_iter_ < 500
+    drift, z = stationary_drift(est.history_.log_likelihood)
+    assert abs(z) <= STATIONARY_Z and est.remaining_ == pytest.approx(drift)
