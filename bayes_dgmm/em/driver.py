@@ -171,10 +171,14 @@ def stationary_drift(
     """Drift of a stochastic EM's log-likelihood over its last ``2 * window`` iterations.
 
     Geweke's (1992) comparison of two means: the last ``window`` log-likelihoods against
-    the ``window`` before them, each mean's standard error from the half's variance inflated
-    for its lag-1 autocorrelation (an AR(1) effective sample size, ``n (1 - r) / (1 + r)``).
-    A stochastic EM is a Markov chain; it has converged (in distribution) when this drift is
-    within its noise, which a run still climbing at more than its noise cannot meet.
+    the ``window`` before them. The standard error of the difference is that of two means of
+    the *last* half's noise (the variance about its least-squares line, inflated for its
+    lag-1 autocorrelation by an AR(1) effective sample size ``n (1 - r) / (1 + r)``): under
+    stationarity both halves share it,
+    and a transient in the earlier half then raises the drift, not the noise it is judged
+    against. A stochastic EM is a Markov chain; it has converged (in distribution) when
+    this drift is within its noise, which a run still climbing faster than its noise cannot
+    meet.
 
     Returns
     -------
@@ -184,15 +188,16 @@ def stationary_drift(
     hist = np.asarray(logliks, dtype=np.float64)
     if hist.size - 1 < 2 * window:
         return math.nan, math.nan
-    halves = hist[-2 * window :].reshape(2, window)
-    drift = float(halves[1].mean() - halves[0].mean())
-    var = 0.0
-    for half in halves:
-        dev = half - half.mean()
-        ss = float(dev @ dev)
-        r = float(dev[:-1] @ dev[1:]) / ss if ss > 0 else 0.0
-        r = min(max(r, 0.0), 0.95)
-        var += ss / (window - 1) / window * (1 + r) / (1 - r)
+    earlier, last = hist[-2 * window :].reshape(2, window)
+    drift = float(last.mean() - earlier.mean())
+    # the noise about the last half's straight line: a climb inside the half is drift, not
+    # (autocorrelated) noise
+    t = np.arange(window) - (window - 1) / 2
+    dev = last - last.mean() - t * float(t @ last) / float(t @ t)
+    ss = float(dev @ dev)
+    r = float(dev[:-1] @ dev[1:]) / ss if ss > 0 else 0.0
+    r = min(max(r, 0.0), 0.95)
+    var = 2.0 * ss / (window - 2) / window * (1 + r) / (1 - r)
     if var == 0.0:
         return drift, 0.0 if drift == 0.0 else math.copysign(math.inf, drift)
     return drift, drift / math.sqrt(var)

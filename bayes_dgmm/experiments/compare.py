@@ -104,7 +104,7 @@ def convergence_evidence(result: MethodResult) -> str:
             drift, z = stationary_drift(est.history_.log_likelihood)
             return (
                 f"stationary: last {STATIONARY_WINDOW} its' mean moved {_fig(drift)} nats, "
-                f"|z| {_fig(abs(z), 2)} (<= {STATIONARY_Z:g}) after {est.n_iter_} its"
+                f"|z| {abs(z):.1f} (<= {STATIONARY_Z:g}) after {est.n_iter_} its"
             )
         if stopping == "aitken":
             tol = float(est.tol) * result.paths.size
@@ -391,8 +391,10 @@ def _report(
         + ", ".join(f"{k} = {v}" for k, v in budget.items())
         + ". BIC = -2 log L + k log N (smaller is better). `n_modes` counts the distinct "
         "partitions (mutual ARI < 0.95) among a method's restarts or chains. `converged` "
-        "says whether the method's own criterion held at this budget (EM: Aitken's "
-        "estimate of the gain left; ADVI: the ELBO stopped improving; Laplace: a positive "
+        "says whether the method's own criterion held at this budget (exact EM: the Newton "
+        "decrement, or Aitken's estimate of the gain left; stochastic EM: no drift of its "
+        "log-likelihood beyond its noise over the last 50 iterations; ADVI: the ELBO "
+        "stopped improving; MAP: the largest gradient entry; Laplace: a positive "
         "definite Hessian and a Newton decrement < 0.1; NUTS and SMC: r_hat < 1.01 and "
         "bulk ESS > 400 of identified quantities, no divergence); the figures of a row "
         "with `converged` False are those of an unconverged run.",

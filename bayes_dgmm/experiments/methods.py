@@ -44,19 +44,20 @@ METHODS = (*EM_METHODS, "gmm", *BAYES_METHODS)
 #: the 10-minute budget without adding a distinct method; ask for it with ``--methods``.
 DEFAULT_METHODS = tuple(m for m in METHODS if m != "nuts")
 
-#: Default budgets, sized so that ``bayes-dgmm compare`` on the study data (N = 4000,
-#: ~1000 model parameters) finishes in under 10 minutes on 2 cores on a fresh machine, where
-#: PyTensor first compiles its C modules (about 5 of those minutes; a second run reuses them);
-#: MAP, Laplace and ADVI (mean-field and full-rank, which stop when the ELBO stops improving,
-#: after about 1000 iterations from the EM start) converge at these budgets; NUTS and SMC do
-#: not: one gradient of the log density costs about 50-70 ms there and NUTS wants deep trees,
-#: so real MCMC runs take hours; raise the budgets with ``--budget``. Every row of the
-#: comparison says whether its method converged. SMC needs more particles than
-#: parameters (PyMC's kernels fit a proposal covariance to the particles), so at
-#: ``smc_draws = 100`` it runs on small models only and is reported as not run on the study's.
+#: Default budgets of ``bayes-dgmm compare``. On the study data (N = 4000, ~1000 model
+#: parameters) the exact EM (with its Newton finish) and both ADVIs converge at these
+#: budgets; the stochastic EM (still climbing after 400 iterations), MAP and Laplace (BFGS
+#: and Newton steps in the flat directions of the mode), Pathfinder (Pareto k) and the
+#: samplers (one gradient costs 50-70 ms and NUTS wants deep trees) do not, and every row
+#: of the comparison says so with its figure (``docs/bayes-convergence.md``); raise the
+#: budgets with ``--budget``. SMC needs more particles than parameters (PyMC's kernels fit a
+#: proposal covariance to the particles), so at ``smc_draws = 100`` it runs on small models
+#: only and is reported as not run on the study's.
 DEFAULT_BUDGET: dict[str, Any] = {
     "em_restarts": 2,
-    "em_max_iter": 200,
+    # the exact EM's default: room for its Newton finish (one step per 25 iterations)
+    "em_max_iter": 1500,
+    "sem_max_iter": 200,  # the stochastic EM's, as in the study
     "gmm_restarts": 4,
     "map_maxiter": 100,
     "pathfinder_maxiter": 1000,
@@ -76,6 +77,7 @@ BUDGET_MINIMUM: dict[str, int] = {key: 1 for key in DEFAULT_BUDGET} | {"tune": 0
 QUICK_BUDGET: dict[str, Any] = {
     "em_restarts": 2,
     "em_max_iter": 30,
+    "sem_max_iter": 30,
     "gmm_restarts": 2,
     "map_maxiter": 100,
     "pathfinder_maxiter": 300,
@@ -249,7 +251,7 @@ def _run_em(
         spec,
         method,
         n_restarts=int(b["em_restarts"]),
-        max_iter=int(b["em_max_iter"]),
+        max_iter=int(b["sem_max_iter" if method == "stochastic" else "em_max_iter"]),
         random_state=seed,
         n_jobs=n_jobs,
     )

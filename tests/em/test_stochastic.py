@@ -316,15 +316,22 @@ def test_stationary_drift_is_the_difference_of_the_halves_means(rng):
     assert np.isnan(stationary_drift(hist[: 2 * w])[1])
 
 
-def test_stationary_rule_holds_about_95_percent_of_the_time_on_stationary_noise():
-    # Monte Carlo reference: for a stationary AR(1) series the z-score is about N(0, 1), so
+def test_stationary_rule_holds_about_95_percent_of_the_time_on_white_noise():
+    # Monte Carlo reference: for stationary white noise the z-score is about N(0, 1), so
     # |z| <= 2 about 95% of the time (2000 series: Monte Carlo sd 0.005)
     rng = np.random.default_rng(7)
-    hits = [
-        abs(stationary_drift(_ar1(rng, 2 * STATIONARY_WINDOW + 1, 0.5) - 1e5)[1]) <= STATIONARY_Z
-        for _ in range(2000)
-    ]
-    assert 0.88 <= np.mean(hits) <= 0.99
+    n = 2 * STATIONARY_WINDOW + 1
+    hits = [abs(stationary_drift(_ar1(rng, n, 0.0) - 1e5)[1]) <= STATIONARY_Z for _ in range(2000)]
+    assert 0.93 <= np.mean(hits) <= 0.97
+
+
+def test_stationary_rule_is_conservative_on_autocorrelated_noise():
+    # the lag-1 correlation of 25 points is biased low, so an AR(1) chain passes less often
+    # than 95%: it runs on longer, it is never declared stationary more easily
+    rng = np.random.default_rng(11)
+    n = 2 * STATIONARY_WINDOW + 1
+    hits = [abs(stationary_drift(_ar1(rng, n, 0.5))[1]) <= STATIONARY_Z for _ in range(2000)]
+    assert 0.75 <= np.mean(hits) <= 0.93
 
 
 def test_a_crawl_never_passes_the_stationarity_rule():
@@ -351,3 +358,14 @@ def test_the_default_stochastic_run_stops_where_its_log_likelihood_is_stationary
     assert est.n_iter_ % STATIONARY_WINDOW == 0 and est.n_iter_ < 500
     drift, z = stationary_drift(est.history_.log_likelihood)
     assert abs(z) <= STATIONARY_Z and est.remaining_ == pytest.approx(drift)
+
+
+def test_a_transient_in_the_earlier_half_does_not_pass_as_noise():
+    # a fall from a wide transient into a flat stretch: the drift is judged against the
+    # last half's noise, so it is not stationary
+    rng = np.random.default_rng(9)
+    w = STATIONARY_WINDOW
+    earlier = -530000 + rng.normal(0, 20000, size=w + 1)
+    last = -502000 + rng.normal(0, 1.0, size=w)
+    drift, z = stationary_drift(np.concatenate([earlier, last]))
+    assert abs(z) > 100 and abs(drift) > 1000

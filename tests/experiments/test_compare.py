@@ -12,7 +12,7 @@ from bayes_dgmm.experiments.methods import run_method
 from bayes_dgmm.model.spec import DGMMSpec
 
 SPEC = DGMMSpec((2, 2), (2, 1), name="tiny")
-BUDGET = {"em_restarts": 2, "em_max_iter": 20, "gmm_restarts": 2}
+BUDGET = {"em_restarts": 2, "em_max_iter": 20, "sem_max_iter": 60, "gmm_restarts": 2}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,15 @@ def test_compare_em_and_gmm(tiny, tmp_path):
 
     assert exact["ari_path"] == pytest.approx(layer_aris(tiny.labels, pred, (2, 2))["path"])
     assert exact["empty_paths"] == 4 - len(np.unique(params.predict(tiny.X)))
+    # the stochastic EM runs to its stationarity rule within its own budget, sem_max_iter
+    stochastic = rows[1]
+    match = re.fullmatch(
+        r"stationary: .*\|z\| ([0-9.einf]+) \(<= 2\) after (\d+) its", stochastic["evidence"]
+    )
+    assert match, stochastic["evidence"]
+    n_iter = int(match.group(2))
+    assert stochastic["converged"] == (float(match.group(1)) <= 2.0)
+    assert n_iter == 60 or (n_iter % 25 == 0 and stochastic["converged"])
     for name in ("comparison.csv", "comparison.png", "report.md"):
         assert (tmp_path / name).is_file()
     (stored,) = (tmp_path / "runs").glob("compare-exact-*.json")
