@@ -103,8 +103,8 @@ def convergence_evidence(result: MethodResult) -> str:
         if stopping == "stationary":
             drift, z = stationary_drift(est.history_.log_likelihood)
             return (
-                f"stationary: last {STATIONARY_WINDOW} its' mean moved {_fig(drift)} nats, "
-                f"|z| {abs(z):.1f} (<= {STATIONARY_Z:g}) after {est.n_iter_} its"
+                f"stationary: last {STATIONARY_WINDOW} its' mean moved {drift:.0f} nats, "
+                f"z = {z:.1f} (within ±{STATIONARY_Z:g}) after {est.n_iter_} its"
             )
         if stopping == "aitken":
             tol = float(est.tol) * result.paths.size
