@@ -175,9 +175,9 @@ def stationary_drift(
     the *last* half's noise (the variance about its least-squares line, inflated for its
     lag-1 autocorrelation by an AR(1) effective sample size ``n (1 - r) / (1 + r)``): under
     stationarity both halves share it, and a transient in the earlier half then raises the
-    drift, not the noise it is judged against. A stochastic EM is a Markov chain; it has converged (in distribution) when
-    this drift is within its noise, which a run still climbing faster than its noise cannot
-    meet.
+    drift, not the noise it is judged against. A stochastic EM is a Markov chain; it has
+    converged (in distribution) when this drift is within its noise, which a run still
+    climbing faster than its noise cannot meet.
 
     Returns
     -------

@@ -237,7 +237,14 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         )
         if any(c in r for r in rows)
     ]
-    _emit(args, markdown_table(rows, cols))
+    # a method the budget could not run says so in its row, in a few words
+    shown = [
+        {"method": r["method"], "converged": "not run", "evidence": _first_clause(r["skipped"])}
+        if "skipped" in r
+        else r
+        for r in rows
+    ]
+    _emit(args, markdown_table(shown, cols))
     loo = ", loo_compare.csv" if (Path(args.out) / "loo_compare.csv").is_file() else ""
     _emit(args, f"wrote comparison.csv, comparison.png{loo}, fits/ and report.md to {args.out}")
     skipped = [r for r in rows if "skipped" in r]
@@ -252,6 +259,13 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
             "and rerun to add them."
         )
     return {"rows": rows}
+
+
+def _first_clause(text: str) -> str:
+    """The text up to its first colon or semicolon (the rest is in report.md)."""
+    for sep in (":", ";"):
+        text = text.split(sep, 1)[0]
+    return text.replace("|", "/")
 
 
 def _fit(args: argparse.Namespace) -> dict[str, Any]:

@@ -209,12 +209,17 @@ def test_compare_reports_a_default_method_the_budget_cannot_run_and_succeeds(
     np.savetxt(tmp_path / "X.csv", tiny.X, delimiter=",")
     spec = tmp_path / "tiny.toml"
     spec.write_text(SPEC.to_toml())
-    argv = ["compare", "--data", str(tmp_path / "X.csv"), "--spec", str(spec), "--quiet"]
+    argv = ["compare", "--data", str(tmp_path / "X.csv"), "--spec", str(spec)]
     argv += ["--budget", "smc_draws=10", "gmm_restarts=1", "--out", str(tmp_path / "o")]
     with pytensor.config.change_flags(mode="FAST_COMPILE"):
         assert main(argv) == 0
     report = (tmp_path / "o" / "report.md").read_text()
     assert "Not run at this budget" in report and "**smc**" in report
+    # the printed table's row says why, not a row of blanks
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| smc")]
+    assert re.match(
+        r"\| smc \| not run \| method='smc' with draws=10 particles, but the model has \d+", row
+    )
 
 
 def test_compare_reports_psis_loo_of_the_bayesian_fits(tiny, tmp_path):
