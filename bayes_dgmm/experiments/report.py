@@ -24,6 +24,12 @@ DECIMALS = {
     "bic": 1,
     "elpd_loo": 1,
     "pareto_k_max": 2,
+    # the columns of the PSIS-LOO comparison (arviz_stats.compare), in nats
+    "elpd": 1,
+    "se": 1,
+    "p_loo": 1,
+    "elpd_diff": 1,
+    "dse": 1,
 }
 
 

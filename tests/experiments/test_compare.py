@@ -271,3 +271,11 @@ def test_compare_shows_evidence_time_split_and_rank_plots(tiny, tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "![nutpie: rank plot of E[x_0 | layer" in report
     assert "rank_exact.png" not in report
+
+
+def test_tables_show_the_loo_comparison_in_tenths_of_a_nat():
+    from bayes_dgmm.experiments.report import markdown_table
+
+    row = {"method": "advi", "elpd": -378653.14, "se": 358.43, "p_loo": 1212.66, "weight": 0.0}
+    line = markdown_table([row]).splitlines()[-1]
+    assert line == "| advi | -378653.1 | 358.4 | 1212.7 | 0.000 |"
