@@ -97,23 +97,22 @@ def convergence_evidence(result: MethodResult) -> str:
     if method == "gmm":
         return "scikit-learn: lower-bound change < tol" + ("" if result.converged else " not met")
     if method in ("stochastic", "exact"):
-        stopping = getattr(est, "stopping", "auto")
-        if stopping == "auto":
-            stopping = "aitken" if method == "exact" else "stationary"
-        if stopping == "stationary":
+        # the rule the estimator resolved ("auto" mapped) and measured by
+        criterion = est.criterion_
+        if criterion == "stationary":
             drift, z = stationary_drift(est.history_.log_likelihood)
             return (
                 f"stationary: last {STATIONARY_WINDOW} its' mean moved {drift:.0f} nats, "
                 f"z = {z:.1f} (within ±{STATIONARY_Z:g}) after {est.n_iter_} its"
             )
-        if stopping == "aitken":
+        if criterion in ("newton", "aitken"):
             tol = float(est.tol) * result.paths.size
-            if getattr(est, "criterion_", "aitken") == "newton":
+            if criterion == "newton":
                 return f"Newton decrement: {_fig(est.remaining_)} nats (< {_fig(tol)})"
             return f"Aitken: {_fig(est.remaining_)} nats left (< {_fig(tol)})"
-        if stopping == "fixed":
+        if criterion == "fixed":
             return f"fixed budget of {est.max_iter} its, no criterion"
-        return f"{stopping} rule" + ("" if result.converged else f" not met in {est.n_iter_} its")
+        return f"{criterion} rule" + ("" if result.converged else f" not met in {est.n_iter_} its")
     conv = result.extra.get("convergence") or {}
     from bayes_dgmm.bayes.backends.laplace import DECREMENT_TOL
     from bayes_dgmm.bayes.backends.mode import MODE_GTOL

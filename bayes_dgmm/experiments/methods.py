@@ -45,14 +45,15 @@ METHODS = (*EM_METHODS, "gmm", *BAYES_METHODS)
 DEFAULT_METHODS = tuple(m for m in METHODS if m != "nuts")
 
 #: Default budgets of ``bayes-dgmm compare``. On the study data (N = 4000, ~1000 model
-#: parameters) the exact EM (with its Newton finish) and both ADVIs converge at these
-#: budgets; the stochastic EM (still climbing after 400 iterations), MAP and Laplace (BFGS
-#: and Newton steps in the flat directions of the mode), Pathfinder (Pareto k) and the
-#: samplers (one gradient costs 50-70 ms and NUTS wants deep trees) do not, and every row
-#: of the comparison says so with its figure (``docs/bayes-convergence.md``); raise the
-#: budgets with ``--budget``. SMC needs more particles than parameters (PyMC's kernels fit a
-#: proposal covariance to the particles), so at ``smc_draws = 100`` it runs on small models
-#: only and is reported as not run on the study's.
+#: parameters) the exact EM (with its Newton finish) converges at these budgets; the
+#: stochastic EM (still climbing after 400 iterations), MAP and Laplace (BFGS and Newton
+#: steps in the flat directions of the mode), both ADVIs (the loss still falling after 2000
+#: iterations), Pathfinder (Pareto k) and the samplers (one gradient costs 50-70 ms and NUTS
+#: wants deep trees) do not, and every row of the comparison says so with its figure
+#: (``docs/bayes-convergence.md``); raise the budgets with ``--budget``. SMC needs more
+#: particles than parameters (PyMC's kernels fit a proposal covariance to the particles), so
+#: at ``smc_draws = 100`` it runs on small models only and is reported as not run on the
+#: study's.
 DEFAULT_BUDGET: dict[str, Any] = {
     "em_restarts": 2,
     # the exact EM's default: room for its Newton finish (one step per 25 iterations)
