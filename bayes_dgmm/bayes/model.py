@@ -47,6 +47,9 @@ PRIOR_DEFAULTS: dict[str, float] = {
 
 #: Differentiate the quadratic form with the ridge coefficients held fixed (exact at their
 #: optimum); False differentiates through the solves (kept for tests and comparisons).
+#: The held-fixed graph gives exact first derivatives only: a second derivative taken
+#: through it (a Hessian or Hessian-vector product by autodiff) is wrong, so such graphs
+#: must be built with False (``docs/bayes-convergence.md``).
 ENVELOPE_GRADIENT = True
 
 CONSTRAINTS: tuple[str | None, ...] = (None, "ordered", "lower_triangular")

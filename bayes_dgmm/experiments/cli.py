@@ -547,7 +547,10 @@ def _budget_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--quick", action="store_true", help="small budgets: a smoke test")
     p.add_argument(
-        "--n-jobs", type=_N_JOBS, default=2, help="parallel restarts/chains (-1: all cores)"
+        "--n-jobs",
+        type=_N_JOBS,
+        default=2,
+        help="parallel restarts, chains and methods (-1: all cores)",
     )
     _add_scheduler(p)
     p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")

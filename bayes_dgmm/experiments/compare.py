@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,12 +183,9 @@ def compare_methods(
     budget = {**DEFAULT_BUDGET, **(budget or {})}
     check_budget(budget)
     order = sorted(methods, key=lambda m: (m != "exact", METHODS.index(m)))
-    init: DGMMParams | None = None
-    rows = []
-    for i, method in enumerate(order):
-        if progress is not None:
-            progress(i, len(order))
-        needs_init = method not in ("stochastic", "exact", "gmm", "smc")
+    units = {}
+    for method in order:
+        needs_init = method in STARTED_FROM_EXACT
         # Everything that determines this method's result; the Bayesian methods start from
         # the exact EM's fit of this same call (or fit their own from the same budget).
         digest = inputs_digest(
@@ -200,44 +199,70 @@ def compare_methods(
             init="exact" if needs_init and "exact" in order else None,
         )
         key = f"compare-{method}-{digest[:20]}"
-        fit_file = _fit_file(stored_fits, key, method)
-        if store.done(key) and (fit_file is None or fit_file.is_file()):
-            row = store.load(key)
-        else:
-            log.info("compare: running %s", method)
-            try:
-                result = run_method(
-                    method,
-                    X,
-                    spec,
-                    random_state=random_state,
-                    budget=budget,
-                    init=init if needs_init else None,
-                    n_jobs=n_jobs,
-                    progressbar=progressbar,
-                )
-            except BudgetError as exc:
-                # A budget this method cannot run with (e.g. SMC with fewer particles than
-                # parameters): say so in the table and go on; not stored, so a rerun with a
-                # larger budget runs it.
-                log.warning("compare: %s skipped: %s", method, exc)
-                rows.append({"method": method, "skipped": str(exc)})
-                continue
-            if fit_file is not None:
-                _save_fit(result, fit_file)
-            row = summarise(result, spec, labels)
-            row["paths"] = result.paths.tolist()
-            store.save(key, {**row, "inputs_sha256": digest})
+        units[method] = _Unit(method, key, digest, _fit_file(stored_fits, key, method))
+    finished: dict[str, dict[str, Any]] = {}
+
+    def tick() -> None:
+        if progress is not None:
+            progress(len(finished), len(order))
+
+    tick()
+    for method in order:  # the stored units: nothing to run
+        unit = units[method]
+        if store.done(unit.key) and (unit.fit_file is None or unit.fit_file.is_file()):
+            finished[method] = store.load(unit.key)
+            tick()
+    common = dict(
+        X=X, spec=spec, labels=labels, budget=budget, random_state=random_state, store=store
+    )
+    init: DGMMParams | None = None
+    if "exact" in order:
+        # first: its fit starts the Bayesian methods
+        if "exact" not in finished:
+            finished["exact"] = _run_unit(units["exact"], **common, init=None, n_jobs=n_jobs)
+            tick()
+        if "skipped" not in finished["exact"]:
+            init = DGMMParams.from_json(units["exact"].fit_file)
+    pending = [units[m] for m in order if m not in finished]
+    if n_jobs != 1 and len(pending) > 1:
+        # one method per worker process, the longest first; each saves its own unit
+        from joblib import Parallel, delayed
+
+        pending.sort(key=lambda u: EXPECTED_COST.get(u.method, 0), reverse=True)
+        workers = len(pending) if n_jobs < 0 else min(n_jobs, len(pending))
+        jobs = (
+            delayed(_run_unit_quietly)(
+                u,
+                **common,
+                init=init if u.method in STARTED_FROM_EXACT else None,
+                n_jobs=1,
+                filters=list(warnings.filters),
+            )
+            for u in pending
+        )
+        log.info("compare: running %d methods in %d processes", len(pending), workers)
+        for method, row, caught in Parallel(n_jobs=workers, return_as="generator_unordered")(jobs):
+            for w in caught:  # the workers' warnings, shown here as the caller's would be
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            finished[method] = row
+            tick()
+    else:
+        for u in pending:
+            start = init if u.method in STARTED_FROM_EXACT else None
+            finished[u.method] = _run_unit(
+                u, **common, init=start, n_jobs=n_jobs, progressbar=progressbar
+            )
+            tick()
+    rows = []
+    for method in order:
+        row = dict(finished[method])
         row.pop("inputs_sha256", None)
         row.pop("key", None)
-        if fit_file is not None:
+        fit_file = units[method].fit_file
+        if fit_file is not None and "skipped" not in row:
             # fits/ shows the fits of this call's inputs
             _copy(fit_file, fits / f"{method}{fit_file.suffix}")
-            if method == "exact":
-                init = DGMMParams.from_json(fit_file)
         rows.append(row)
-    if progress is not None:
-        progress(len(order), len(order))
     table = [{k: v for k, v in r.items() if k != "paths"} for r in rows]
     write_csv(out / "comparison.csv", table)
     save_figure(out / "comparison.png", plot_comparison([r for r in table if "skipped" not in r]))
@@ -249,6 +274,92 @@ def compare_methods(
     rank_plots = _rank_plots(out, fits, [r["method"] for r in table if "skipped" not in r])
     _report(out, table, spec, X, budget, loo_table, rank_plots)
     return table
+
+
+#: Methods started from the exact EM's fit (the Bayesian ones, but SMC, which starts from
+#: the prior).
+STARTED_FROM_EXACT = ("map", "laplace", "pathfinder", "advi", "fullrank_advi", "nuts", "nutpie")
+#: Rough relative cost of each method at the default budgets (seconds on the study data),
+#: to hand the longest to the worker processes first.
+EXPECTED_COST = {
+    "fullrank_advi": 135,
+    "advi": 100,
+    "laplace": 60,
+    "nuts": 60,
+    "stochastic": 40,
+    "pathfinder": 25,
+    "map": 20,
+    "nutpie": 15,
+    "smc": 10,
+    "gmm": 1,
+}
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One method of a comparison: its key in the run store and where its fit is kept."""
+
+    method: str
+    key: str
+    digest: str
+    fit_file: Path | None
+
+
+def _run_unit(
+    unit: _Unit,
+    *,
+    X: Array,
+    spec: DGMMSpec,
+    labels: NDArray[np.intp] | None,
+    budget: Mapping[str, Any],
+    random_state: int,
+    store: RunStore,
+    init: DGMMParams | None,
+    n_jobs: int,
+    progressbar: bool = False,
+) -> dict[str, Any]:
+    """Run one method and save its fit and row at once (an interrupted comparison resumes
+    after it); a budget the method cannot run with gives a ``skipped`` row, not saved."""
+    log.info("compare: running %s", unit.method)
+    try:
+        result = run_method(
+            unit.method,
+            X,
+            spec,
+            random_state=random_state,
+            budget=budget,
+            init=init,
+            n_jobs=n_jobs,
+            progressbar=progressbar,
+        )
+    except BudgetError as exc:
+        # A budget this method cannot run with (e.g. SMC with fewer particles than
+        # parameters): say so in the table and go on; not stored, so a rerun with a
+        # larger budget runs it.
+        log.warning("compare: %s skipped: %s", unit.method, exc)
+        return {"method": unit.method, "skipped": str(exc)}
+    if unit.fit_file is not None:
+        _save_fit(result, unit.fit_file)
+    row = summarise(result, spec, labels)
+    row["paths"] = result.paths.tolist()
+    store.save(unit.key, {**row, "inputs_sha256": unit.digest})
+    return row
+
+
+def _run_unit_quietly(
+    unit: _Unit, *, filters: list[Any], **kwargs: Any
+) -> tuple[str, dict[str, Any], list[Any]]:
+    """:func:`_run_unit` in a worker process, under the caller's warning filters; the
+    warnings are returned for the caller to show (a worker's own would bypass its display)."""
+    import logging as logging_
+
+    for name in ("pymc", "pytensor", "arviz", "nutpie"):
+        logging_.getLogger(name).setLevel(logging_.ERROR)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filters[:] = filters
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        row = _run_unit(unit, **kwargs)
+    return unit.method, row, list(caught)
 
 
 def _rank_plots(out: Path, fits: Path, methods: Sequence[str]) -> dict[str, str]:

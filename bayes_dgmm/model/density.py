@@ -11,13 +11,21 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.linalg import cho_solve, cholesky, solve_triangular
+from scipy.linalg import LinAlgError, cho_solve, cholesky, solve_triangular
 
 from bayes_dgmm._validation import check_data
 
 Array = NDArray[np.float64]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class SingularCovarianceError(LinAlgError):
+    """Parameters whose covariance cannot be factorised; the message gives their range.
+
+    A :class:`~scipy.linalg.LinAlgError` (hence also a ValueError), so the fitting loops that
+    treat a singular M-step as a degenerate start catch it as before.
+    """
 
 
 def lowrank_logpdf(X: Array, mean: Array, W: Array, diag: Array) -> tuple[Array, Array]:
@@ -53,7 +61,15 @@ def lowrank_logpdf(X: Array, mean: Array, W: Array, diag: Array) -> tuple[Array,
     R = W.shape[1]
     M = Wt.T @ Wt
     M[np.diag_indices_from(M)] += 1.0
-    L = cholesky(M, lower=True, check_finite=False)
+    try:
+        L = cholesky(M, lower=True, check_finite=False)
+    except LinAlgError:
+        raise SingularCovarianceError(
+            "the covariance diag(psi) + W W^T is numerically singular (noise variances "
+            f"{float(np.min(diag)):.3g} to {float(np.max(diag)):.3g}, largest loading "
+            f"{float(np.max(np.abs(W))):.3g}): these parameters are degenerate; refit, or "
+            "check where they came from."
+        ) from None
     # contiguous, so the product below runs at BLAS speed (a transposed view costs ~10x)
     b = np.ascontiguousarray(cho_solve((L, True), (r @ Wt).T, check_finite=False).T)
     resid = r - b @ Wt.T

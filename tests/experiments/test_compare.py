@@ -279,3 +279,20 @@ def test_tables_show_the_loo_comparison_in_tenths_of_a_nat():
     row = {"method": "advi", "elpd": -378653.14, "se": 358.43, "p_loo": 1212.66, "weight": 0.0}
     line = markdown_table([row]).splitlines()[-1]
     assert line == "| advi | -378653.1 | 358.4 | 1212.7 | 0.000 |"
+
+
+def test_methods_in_worker_processes_give_the_sequential_table(tiny, tmp_path):
+    # n_jobs=2 runs the methods after the exact EM in two processes; the table is the same
+    # as one process gives (but for the times), and the workers' warnings reach the caller
+    kw = dict(methods=["gmm", "stochastic", "exact"], labels=tiny.labels, n_jobs=1)
+    budget = {**BUDGET, "sem_max_iter": 3}  # too short: the stochastic EM warns
+    with pytest.warns(match="did not"):
+        one = compare_methods(tiny.X, SPEC, tmp_path / "one", budget=budget, **kw)
+    with pytest.warns(match="did not"):
+        two = compare_methods(tiny.X, SPEC, tmp_path / "two", budget=budget, **{**kw, "n_jobs": 2})
+    assert [r["method"] for r in two] == ["exact", "stochastic", "gmm"]
+    for a, b in zip(one, two, strict=True):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {
+            k: v for k, v in b.items() if k != "seconds"
+        }
+    assert (tmp_path / "two" / "fits" / "stochastic.json").is_file()

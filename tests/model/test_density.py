@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from scipy.stats import multivariate_normal
 
 from bayes_dgmm.model.density import full_logpdf, lowrank_logpdf
@@ -41,3 +42,11 @@ def test_lowrank_stable_for_tiny_noise(rng):
         quad = np.sum((rhs - A @ f) ** 2)
         ref[i] = -0.5 * (J * np.log(2 * np.pi) + logdet + quad)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+
+
+def test_a_singular_covariance_is_a_clear_error_naming_its_range():
+    # noise 1e-14 beside loadings 1e8 in two equal columns: I + W~^T W~ is rank one in
+    # floating point, and the error says so with the figures (a LinAlgError, as before)
+    W = np.full((2, 2), 1e8)
+    with pytest.raises(np.linalg.LinAlgError, match=r"numerically singular .*1e-14 to 1.*1e\+08"):
+        lowrank_logpdf(np.zeros((3, 2)), np.zeros(2), W, np.array([1e-14, 1.0]))

@@ -65,12 +65,19 @@ def posterior_mode(
     fn, _ = compile_flat_logp_grad(model, mode)
     x0 = flatten_point(model, transformed_point(model, start))
 
+    # The best point evaluated: when a line search fails, scipy's BFGS can end at a point
+    # worse than where it started (measured on the study data with a wide loadings prior:
+    # noise variances of 1e24 after 21 iterations), and a mode search must never lose ground.
+    best: list[Any] = [np.inf, x0]
+
     def objective(x: Array) -> tuple[float, Array]:
         logp, grad = fn(x)
         value, grad = -float(logp), -np.asarray(grad, dtype=float)
         if not (np.isfinite(value) and np.all(np.isfinite(grad))):
             # outside the density's support numerically: a wall for the line search
             return np.inf, np.zeros_like(x)
+        if value < best[0]:
+            best[:] = [value, np.array(x, dtype=float)]
         return value, grad
 
     with np.errstate(all="ignore"):
@@ -81,9 +88,13 @@ def posterior_mode(
             method="BFGS",
             options={"maxiter": int(maxiter), "gtol": MODE_GTOL / 10},
         )
-    logp, grad = fn(res.x)
+    x = np.asarray(res.x, dtype=float)
+    logp, grad = fn(x)
+    if not float(-logp) <= best[0]:  # also when logp is not finite
+        x = best[1]
+        logp, grad = fn(x)
     return ModeResult(
-        x=np.asarray(res.x, dtype=float),
+        x=x,
         logp=float(logp),
         max_abs_gradient=float(np.max(np.abs(grad))),
         nit=int(res.nit),
