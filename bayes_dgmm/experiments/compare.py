@@ -134,7 +134,7 @@ def convergence_evidence(result: MethodResult) -> str:
             f"after {conv.get('iterations')} its"
         )
     parts = [
-        f"r_hat {_fig(conv.get('max_rhat'), 3)} (< {RHAT_OK})",
+        f"r_hat {_fig(conv.get('max_rhat'), 4)} (< {RHAT_OK})",
         f"ESS bulk {_fig(conv.get('min_ess_bulk'))} (> {ESS_OK}) / tail "
         f"{_fig(conv.get('min_ess_tail'))}",
         f"{conv.get('divergences', 0)} divergences",
