@@ -458,17 +458,22 @@ def plot_comparison(table: Sequence[Mapping[str, Any]]) -> Figure:
     for j, k in enumerate(ari_keys):
         ax1.bar(x + j * width, [r.get(k, np.nan) for r in table], width, label=k)
     ax1.set_xticks(x + 0.4 - width / 2, names, rotation=45, ha="right")
-    ax1.set_ylim(-0.05, 1.05)
+    # headroom above 1 for the legend: with every bar at 1 it would cover the first ones
+    ax1.set_ylim(-0.05, 1.25)
+    ax1.set_yticks(np.linspace(0.0, 1.0, 6))
     ax1.set_ylabel("ARI")
     if ari_keys:
-        ax1.legend(fontsize=7)
+        ax1.legend(fontsize=7, loc="upper center", ncols=len(ari_keys), frameon=False)
     ax1.set_title("partition recovered")
     # relative to the best method, on a symmetric log scale: gaps of 1 and of 1e5 nats
     # both show
     best = max(r["log_likelihood"] for r in table)
     gaps = [r["log_likelihood"] - best for r in table]
-    ax2.bar(x, gaps, color=["C2" if r.get("converged") else "C7" for r in table])
+    colors = ["C2" if r.get("converged") else "C7" for r in table]
+    ax2.bar(x, gaps, color=colors)
+    ax2.scatter(x, gaps, color=colors, s=12, zorder=3)  # the best method's bar has no height
     ax2.set_yscale("symlog", linthresh=1.0)
+    ax2.set_ylim(top=1.0)  # room above 0 for the best method's marker
     ax2.set_xticks(x, names, rotation=45, ha="right")
     ax2.set_ylabel("log-likelihood minus the best method's (nats)")
     ax2.set_title("grey: not converged", fontsize=9)
