@@ -102,7 +102,32 @@ def _loo(data: Any, var_name: str | None) -> Any:
     with warnings.catch_warnings():
         # a large Pareto k is reported in the result (pareto_k_max), not as a warning
         warnings.simplefilter("ignore", UserWarning)
-        return loo(data, pointwise=True, var_name=var_name)
+        log_weight = _log_importance_weight(data)
+        if log_weight is None:
+            return loo(data, pointwise=True, var_name=var_name)
+        from arviz_stats import loo_approximate_posterior
+
+        # draws of an approximation q with log p - log q known (Laplace, Pathfinder): the
+        # approximate-posterior correction; only the difference enters, so log q = 0
+        return loo_approximate_posterior(
+            data,
+            log_p=log_weight,
+            log_q=xr.zeros_like(log_weight),
+            pointwise=True,
+            var_name=var_name,
+        )
+
+
+def _log_importance_weight(data: Any) -> Any:
+    """``sample_stats.log_importance_weight`` (log p - log q of each draw of an
+    approximation) when present and finite, else None."""
+    if "sample_stats" not in data.children:
+        return None
+    stats = data["sample_stats"]
+    if "log_importance_weight" not in stats.data_vars:
+        return None
+    weight = stats["log_importance_weight"]
+    return weight if bool(np.all(np.isfinite(weight.values))) else None
 
 
 def _units_of(data: xr.DataTree) -> list[xr.DataTree]:
@@ -215,9 +240,10 @@ def _has_draws(data: Any) -> bool:
 
 def loo_summary(data: Any, var_name: str | None = None) -> dict[str, float]:
     """PSIS-LOO of one fit: ``elpd_loo``, its ``se`` and the largest Pareto k (NaN for a
-    fit of fewer than :data:`MIN_LOO_DRAWS` draws, e.g. MAP). For VI and Laplace draws this
-    is PSIS-LOO with q's draws in place of the posterior's, without the approximate-posterior
-    correction."""
+    fit of fewer than :data:`MIN_LOO_DRAWS` draws, e.g. MAP). Draws of an approximation that
+    carry ``sample_stats.log_importance_weight`` (Laplace, Pathfinder) get the
+    approximate-posterior correction (``arviz_stats.loo_approximate_posterior``); ADVI's q
+    draws are used as if they were the posterior's."""
     if not _has_draws(data):
         return {"elpd_loo": float("nan"), "elpd_loo_se": float("nan"), "pareto_k_max": float("nan")}
     res = _loo(data, var_name)

@@ -526,9 +526,10 @@ def _report(
         report.section(
             "Predictive comparison (PSIS-LOO)",
             "`arviz_stats.compare` of the Bayesian fits with more than one draw: elpd_loo, "
-            "its difference to the best and the stacking weights. For ADVI and Laplace the "
-            "draws are q's, used as if they were the posterior's (no approximate-posterior "
-            "correction); `pareto_k_max` in the table above says where PSIS is unreliable "
+            "its difference to the best and the stacking weights. Laplace and Pathfinder draws "
+            "carry log p - log q and get the approximate-posterior correction "
+            "(`arviz_stats.loo_approximate_posterior`); ADVI's draws are q's, used as if they "
+            "were the posterior's; `pareto_k_max` in the table above says where PSIS is unreliable "
             "(above 0.7). The elpd of an unconverged fit is that of its draws, not of the "
             "posterior: draws that are too concentrated (`p_loo` far below the number of "
             "parameters, as for a Pathfinder whose Pareto k fails) score like the point "

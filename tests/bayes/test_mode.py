@@ -121,3 +121,19 @@ def test_the_mode_search_never_ends_below_its_best_point(monkeypatch):
     found = posterior_mode(model, {"beta": np.array([0.5, -0.5])})
     assert found.logp == pytest.approx(-np.log(2 * np.pi), abs=1e-6)  # at the mean
     np.testing.assert_allclose(found.x, 0.0, atol=1e-4)
+
+
+def test_laplace_draws_of_a_gaussian_posterior_have_equal_importance_weights():
+    # the posterior of a linear model with a normal prior is Gaussian, so the Laplace
+    # approximation is exact: log p - log q is the same for every draw (to the Hessian's
+    # differencing error, ~1e-5 here; a wrong log q varies by order one across draws)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(100, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.normal(size=100)
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0.0, 10.0, shape=3)
+        pm.Normal("y", pm.math.dot(X, beta), 1.0, observed=y)
+    tree = run_laplace(model, {"beta": np.zeros(3)}, draws=200, random_seed=0)
+    weights = tree["sample_stats"]["log_importance_weight"].values
+    assert weights.shape == (1, 200)
+    assert np.ptp(weights) < 1e-3

@@ -119,3 +119,42 @@ def test_too_few_draws_for_psis_are_named():
     assert np.isnan(loo_summary(short)["elpd_loo"])
     with pytest.raises(ValueError, match="chain 0 has fewer than 30 draws"):
         stack_chains(short)
+
+
+def _normal_mean_loo(y, sigma, tau):
+    """Exact LOO of y_i ~ N(mu, sigma^2), mu ~ N(0, tau^2): sum_i log p(y_i | y_-i)."""
+    out = 0.0
+    for i in range(y.size):
+        rest = np.delete(y, i)
+        prec = 1 / tau**2 + rest.size / sigma**2
+        mean = rest.sum() / sigma**2 / prec
+        out += norm.logpdf(y[i], mean, np.sqrt(sigma**2 + 1 / prec))
+    return out
+
+
+def test_draws_of_a_wrong_gaussian_with_their_weights_give_the_exact_loo():
+    # q twice as wide as the normal-mean posterior; with log p - log q per draw the
+    # approximate-posterior correction recovers the analytic LOO, q's draws alone do not
+    from bayes_dgmm.diagnostics.stacking import loo_summary
+
+    rng = np.random.default_rng(0)
+    sigma, tau = 1.0, 10.0
+    y = rng.normal(0.3, sigma, size=20)
+    prec = 1 / tau**2 + y.size / sigma**2
+    post_mean, post_sd = y.sum() / sigma**2 / prec, 1 / np.sqrt(prec)
+    mu = rng.normal(post_mean, 2 * post_sd, size=(1, 4000))
+    log_lik = norm.logpdf(y[None, None, :], mu[..., None], sigma)
+    log_p = norm.logpdf(mu, post_mean, post_sd)  # normalised: a constant would cancel
+    log_q = norm.logpdf(mu, post_mean, 2 * post_sd)
+    exact = _normal_mean_loo(y, sigma, tau)
+
+    def tree(with_weights):
+        groups = {"posterior": {"mu": mu}, "log_likelihood": {"y": log_lik}}
+        if with_weights:
+            groups["sample_stats"] = {"log_importance_weight": log_p - log_q}
+        return from_dict(groups, dims={"y": ["obs"]})
+
+    corrected = loo_summary(tree(True))["elpd_loo"]
+    plain = loo_summary(tree(False))["elpd_loo"]
+    assert corrected == pytest.approx(exact, abs=0.1)
+    assert plain < exact - 0.3  # q's spread costs predictive density

@@ -176,8 +176,13 @@ def run_laplace(
     flat_dirs = int(np.sum(w < MIN_CURVATURE))
     w_used = np.maximum(w, MIN_CURVATURE)
     rng = np.random.default_rng(random_seed)
-    flat = x + (rng.standard_normal((int(draws), x.size)) / np.sqrt(w_used)) @ V.T
+    e = rng.standard_normal((int(draws), x.size))
+    flat = x + (e / np.sqrt(w_used)) @ V.T
     posterior = draws_dataset(model, flat)
+    # log p - log q of every draw: the importance weights of the approximate-posterior
+    # correction of PSIS-LOO (bayes_dgmm.diagnostics.stacking.loo_summary)
+    log_q = -0.5 * (np.sum(e**2, axis=1) - np.sum(np.log(w_used)) + x.size * math.log(2 * math.pi))
+    log_p = np.array([float(fn(row)[0]) for row in flat])
     posterior.attrs.update(
         laplace_converged=int(converged),
         laplace_newton_decrement=float(decrement),
@@ -193,4 +198,7 @@ def run_laplace(
         ),
     )
     observed = observed_dataset(model)
-    return xr.DataTree.from_dict({"posterior": posterior, "observed_data": observed})
+    stats = xr.Dataset({"log_importance_weight": (("chain", "draw"), (log_p - log_q)[None])})
+    return xr.DataTree.from_dict(
+        {"posterior": posterior, "sample_stats": stats, "observed_data": observed}
+    )
