@@ -107,8 +107,8 @@ def _loo(data: Any, var_name: str | None) -> Any:
             return loo(data, pointwise=True, var_name=var_name)
         from arviz_stats import loo_approximate_posterior
 
-        # draws of an approximation q with log p - log q known (Laplace, Pathfinder): the
-        # approximate-posterior correction; only the difference enters, so log q = 0
+        # draws of a usable approximation q with log p - log q known (Laplace, Pathfinder):
+        # the approximate-posterior correction; only the difference enters, so log q = 0
         return loo_approximate_posterior(
             data,
             log_p=log_weight,
@@ -120,14 +120,22 @@ def _loo(data: Any, var_name: str | None) -> Any:
 
 def _log_importance_weight(data: Any) -> Any:
     """``sample_stats.log_importance_weight`` (log p - log q of each draw of an
-    approximation) when present and finite, else None."""
+    approximation) when q is a usable proposal for p, else None.
+
+    Usable: every weight finite and their Pareto k at most ``PARETO_K_OK`` (0.7). With
+    heavier-tailed weights the corrected estimate rests on a few draws: measured on a small
+    DGMM whose NUTS LOO is -2607, Laplace (weights' k 5.4) gave -2597 and Pathfinder (k 9.0)
+    -2577, ranking first on a handful of draws.
+    """
+    from bayes_dgmm.bayes.backends.pathfinder import PARETO_K_OK, pareto_k
+
     if "sample_stats" not in data.children:
         return None
     stats = data["sample_stats"]
     if "log_importance_weight" not in stats.data_vars:
         return None
     weight = stats["log_importance_weight"]
-    return weight if bool(np.all(np.isfinite(weight.values))) else None
+    return weight if pareto_k(weight.values.ravel()) <= PARETO_K_OK else None
 
 
 def _units_of(data: xr.DataTree) -> list[xr.DataTree]:
@@ -242,8 +250,9 @@ def loo_summary(data: Any, var_name: str | None = None) -> dict[str, float]:
     """PSIS-LOO of one fit: ``elpd_loo``, its ``se`` and the largest Pareto k (NaN for a
     fit of fewer than :data:`MIN_LOO_DRAWS` draws, e.g. MAP). Draws of an approximation that
     carry ``sample_stats.log_importance_weight`` (Laplace, Pathfinder) get the
-    approximate-posterior correction (``arviz_stats.loo_approximate_posterior``); ADVI's q
-    draws are used as if they were the posterior's."""
+    approximate-posterior correction (``arviz_stats.loo_approximate_posterior``) when those
+    weights' Pareto k is at most 0.7; otherwise, and for ADVI's draws, q's draws are used as
+    if they were the posterior's."""
     if not _has_draws(data):
         return {"elpd_loo": float("nan"), "elpd_loo_se": float("nan"), "pareto_k_max": float("nan")}
     res = _loo(data, var_name)

@@ -353,6 +353,8 @@ def _run_unit_quietly(
     warnings are returned for the caller to show (a worker's own would bypass its display)."""
     import logging as logging_
 
+    import pymc  # noqa: F401  (PyMC sets its logger's level when first imported)
+
     for name in ("pymc", "pytensor", "arviz", "nutpie"):
         logging_.getLogger(name).setLevel(logging_.ERROR)
     with warnings.catch_warnings(record=True) as caught:

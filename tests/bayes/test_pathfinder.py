@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 
 pm = pytest.importorskip("pymc")
@@ -51,18 +52,39 @@ def test_pathfinder_recovers_a_correlated_gaussian_posterior():
     assert tree["sample_stats"]["log_importance_weight"].shape == (1, 4000)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_pathfinder_on_neals_funnel_says_it_has_not_converged(seed):
-    # no Gaussian approximates a funnel: the importance weights are far from uniform and
-    # PSIS's Pareto k is far above 0.7 (6.8 measured, or a failed tail fit: inf)
+def test_pathfinder_on_neals_funnel_says_it_has_not_converged():
+    # no Gaussian approximates a funnel: q is too narrow in its neck and mouth, and the
+    # importance weights p / q have a heavy tail (k 0.97 at this seed; seeds 0 and 2 gave
+    # 0.75 and 0.71, close to the 0.7 line, so they make no robust test)
     with pm.Model() as model:
         v = pm.Normal("v", 0, 3)
         pm.Normal("x", 0, pm.math.exp(v / 2), shape=9)
     start = {"v": np.array(1.0), "x": np.ones(9)}
     with pytest.warns(ConvergenceWarning, match="Pareto k"):
-        tree = run_pathfinder(model, start, draws=2000, random_seed=seed)
+        tree = run_pathfinder(model, start, draws=2000, random_seed=1)
     assert tree["posterior"].attrs["pathfinder_converged"] == 0
-    assert tree["posterior"].attrs["pathfinder_pareto_k"] > 2 * PARETO_K_OK
+    assert tree["posterior"].attrs["pathfinder_pareto_k"] > PARETO_K_OK + 0.2
+
+
+def test_pareto_k_is_that_of_the_weights_tail():
+    # Pareto(alpha) weights have k = 1 / alpha (k-hat's noise at 20000 draws is ~0.08);
+    # a proposal wider than a Gaussian target has bounded weights (k <= 0); equal weights
+    # (q is the target) have no tail, k 0
+    rng = np.random.default_rng(0)
+    for alpha in (2.0, 1.25):
+        log_w = np.log(rng.pareto(alpha, size=20000) + 1.0)
+        assert pareto_k(log_w) == pytest.approx(1 / alpha, abs=0.25)
+    x = rng.normal(0.0, 2.0, size=20000)
+    assert pareto_k(norm.logpdf(x) - norm.logpdf(x, 0.0, 2.0)) < 0.2
+    assert pareto_k(np.full(1000, -3.5)) == 0.0
+
+
+def test_pathfinder_on_a_gaussian_posterior_converges():
+    with pm.Model() as model:
+        pm.Normal("x", 0, 1, shape=5)
+    tree = run_pathfinder(model, {"x": np.ones(5)}, draws=500, random_seed=0)
+    assert tree["posterior"].attrs["pathfinder_converged"] == 1
+    assert tree["posterior"].attrs["pathfinder_pareto_k"] <= PARETO_K_OK
 
 
 def test_pareto_k_of_exact_draws_is_small_and_of_bad_ones_infinite():

@@ -158,3 +158,22 @@ def test_draws_of_a_wrong_gaussian_with_their_weights_give_the_exact_loo():
     plain = loo_summary(tree(False))["elpd_loo"]
     assert corrected == pytest.approx(exact, abs=0.1)
     assert plain < exact - 0.3  # q's spread costs predictive density
+
+
+def test_weights_too_heavy_tailed_for_psis_leave_the_plain_loo():
+    # q a third as wide as the posterior: p / q has a heavy tail (Pareto k = 1 - 1/9), the
+    # correction would rest on a few draws, so the draws' plain PSIS-LOO is kept
+    from bayes_dgmm.bayes.backends.pathfinder import pareto_k
+    from bayes_dgmm.diagnostics.stacking import loo_summary
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(0.3, 1.0, size=20)
+    post_mean, post_sd = y.sum() / (y.size + 0.01), 1 / np.sqrt(y.size + 0.01)
+    mu = rng.normal(post_mean, post_sd / 3, size=(1, 2000))
+    log_lik = norm.logpdf(y[None, None, :], mu[..., None], 1.0)
+    weights = norm.logpdf(mu, post_mean, post_sd) - norm.logpdf(mu, post_mean, post_sd / 3)
+    assert pareto_k(weights.ravel()) > 0.7
+    groups = {"posterior": {"mu": mu}, "log_likelihood": {"y": log_lik}}
+    plain = loo_summary(from_dict(groups, dims={"y": ["obs"]}))
+    groups["sample_stats"] = {"log_importance_weight": weights}
+    assert loo_summary(from_dict(groups, dims={"y": ["obs"]})) == plain

@@ -89,11 +89,17 @@ def pareto_k(log_weights: Array) -> float:
     lw = np.asarray(log_weights, dtype=float)
     if not np.all(np.isfinite(lw)):
         return math.inf
+    if lw.size and np.ptp(lw) <= 1e-8:
+        # equal weights (q is the target, e.g. a Gaussian posterior): no tail to fit, and
+        # the fit would fail; PSIS is exact here
+        return 0.0
     try:
-        _, k = array_stats.psislw(lw, r_eff=1.0)
+        # psislw takes log-likelihood-like values and weights by exp(-value) (its LOO use),
+        # so the log weights go in negated
+        _, k = array_stats.psislw(-lw, r_eff=1.0)
     except ValueError:  # too few draws for a tail of 5 (fewer than about 25)
         return math.inf
-    # NaN: the generalized Pareto fit to the tail failed, which only very uneven weights do
+    # NaN: the generalized Pareto fit to the tail failed (very uneven weights)
     return float(k) if np.isfinite(k) else math.inf
 
 
