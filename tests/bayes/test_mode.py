@@ -27,13 +27,19 @@ def dgmm():
     return truth, X, model
 
 
-def test_map_of_a_gaussian_posterior_is_its_mean():
-    rng = np.random.default_rng(1)
+def _linear_model(seed):
+    """A linear regression with a normal prior: its posterior is Gaussian."""
+    rng = np.random.default_rng(seed)
     X = rng.normal(size=(100, 3))
     y = X @ [1.0, -2.0, 0.5] + rng.normal(size=100)
     with pm.Model() as model:
         beta = pm.Normal("beta", 0.0, 10.0, shape=3)
         pm.Normal("y", pm.math.dot(X, beta), 1.0, observed=y)
+    return X, y, model
+
+
+def test_map_of_a_gaussian_posterior_is_its_mean():
+    X, y, model = _linear_model(1)
     mean = np.linalg.solve(X.T @ X + np.eye(3) / 100, X.T @ y)  # closed form
     tree = run_map(model, {"beta": np.zeros(3)})
     post = tree["posterior"]
@@ -127,12 +133,7 @@ def test_laplace_draws_of_a_gaussian_posterior_have_equal_importance_weights():
     # the posterior of a linear model with a normal prior is Gaussian, so the Laplace
     # approximation is exact: log p - log q is the same for every draw (to the Hessian's
     # differencing error, ~1e-5 here; a wrong log q varies by order one across draws)
-    rng = np.random.default_rng(2)
-    X = rng.normal(size=(100, 3))
-    y = X @ [1.0, -2.0, 0.5] + rng.normal(size=100)
-    with pm.Model() as model:
-        beta = pm.Normal("beta", 0.0, 10.0, shape=3)
-        pm.Normal("y", pm.math.dot(X, beta), 1.0, observed=y)
+    _, _, model = _linear_model(2)
     tree = run_laplace(model, {"beta": np.zeros(3)}, draws=200, random_seed=0)
     weights = tree["sample_stats"]["log_importance_weight"].values
     assert weights.shape == (1, 200)
