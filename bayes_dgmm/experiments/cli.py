@@ -576,6 +576,13 @@ def _data_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="model spec: a name in models/ or a TOML path (default: the study's)",
     )
+    p.add_argument(
+        "--header",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="whether line 1 of --data is a header; auto: when it holds text, or integers "
+        "counting up by one (0,1,2 or 1990,1991), with a warning",
+    )
 
 
 _NOISY_LIBRARIES = ("pytensor", "pymc", "arviz", "nutpie", "h5netcdf", "xarray", "numba")

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
+import itertools
 import os
+import re
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,11 @@ from bayes_dgmm.model.spec import load_spec
 #: Cells read as missing values (compared without case and surrounding spaces).
 MISSING = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none", "?", "-", "--", "."})
 
+#: The ``--header`` choices: auto (decide from the first line), yes, no.
+HEADER_CHOICES = ("auto", "yes", "no")
+
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+
 
 def _number(cell: str) -> bool:
     try:
@@ -30,60 +40,196 @@ def _number(cell: str) -> bool:
     return True
 
 
-def load_csv(path: Path, *, name: str = "--data") -> np.ndarray:
-    """Read a numeric CSV with clear errors naming ``name``, rows and columns counted from 1.
+def _kind(cell: str) -> str:
+    """'missing', 'number' or 'text' ("nan" is missing, though float() reads it)."""
+    if cell.strip().lower() in MISSING:
+        return "missing"
+    return "number" if _number(cell) else "text"
 
-    The first row is a header when every one of its cells is text (not a number and not a
-    missing-value marker); otherwise it is data. A UTF-8 byte-order mark is ignored. Missing
-    cells (empty, NA, ...) and cells that are not numbers are refused wherever they are.
-    """
-    path = Path(path)
-    where = f"{name}={str(path)!r}"
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: no such file; give the path of a CSV file.")
+
+def _counts_up(cells: Sequence[str]) -> bool:
+    """Whether ``cells`` are two or more integers that count up by one (0..J-1, 1990..)."""
+    if len(cells) < 2 or not all(_INTEGER.fullmatch(c) for c in cells):
+        return False
+    values = [int(c) for c in cells]
+    return all(b - a == 1 for a, b in itertools.pairwise(values))
+
+
+@dataclass(frozen=True)
+class Table:
+    """A CSV read by :func:`read_table`: its values and how its first line was taken."""
+
+    values: np.ndarray
+    header: list[str] | None
+    delimiter: str
+
+
+def _delimiter(line: str) -> str:
+    """The delimiter of a file whose first line is ``line``: tab, semicolon or comma."""
+    for sep in ("\t", ";"):
+        if sep in line:
+            return sep
+    return ","
+
+
+def _lines(path: Path, where: str) -> tuple[list[tuple[int, list[str]]], str]:
+    """The file's non-blank lines as (line number, cells), and its delimiter."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            lines = [(i, r) for i, r in enumerate(csv.reader(fh), start=1) if r]
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 CSV."
         ) from None
+    first = next((s for s in text.splitlines() if s.strip()), "")
+    sep = _delimiter(first)
+    try:
+        rows = list(enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=sep), 1))
     except csv.Error as exc:
         raise ValueError(f"{where} is not a readable CSV ({exc}).") from None
+    lines = [(i, r) for i, r in rows if r]
     if not lines:
         raise ValueError(f"{where} is empty; give a CSV with one row per observation.")
+    blank = [i for i, r in rows if not r and lines[0][0] < i < lines[-1][0]]
+    if blank and len(lines[0][1]) == 1:
+        raise ValueError(
+            f"{where}: line {blank[0]} is blank, a missing value in this one-column file; "
+            "drop or impute missing values first."
+        )
+    return lines, sep
+
+
+def _takes_header(
+    lines: list[tuple[int, list[str]]], header: str, where: str, *, sequences: bool
+) -> bool:
+    """Whether the first line is a header under ``--header`` = ``header``.
+
+    With "auto", a line of numbers counting up by one is a header when it has three
+    cells or more, or when the rows below hold a number that is not an integer: "1,2"
+    above rows of integers is as likely a row of data.
+    """
     first = lines[0][1]
-    header = all(not _number(c) and c.strip().lower() not in MISSING for c in first)
-    rows = lines[1:] if header else lines
-    if not rows:
-        raise ValueError(f"{where} has a header row but no data rows.")
+    if header not in HEADER_CHOICES:
+        raise ValueError(f"--header={header!r}: use one of {', '.join(HEADER_CHOICES)}.")
+    if header != "auto":
+        return header == "yes"
+    kinds = {_kind(c) for c in first}
+    if "number" not in kinds:
+        return "text" in kinds
+    if kinds != {"number"} or not sequences or not _counts_up(first):
+        return False
+    below = (c for _, cells in lines[1:] for c in cells)
+    if len(first) >= 3 or not all(_INTEGER.fullmatch(c) for c in below):
+        warnings.warn(
+            f"{where}: line 1 ({','.join(c.strip() for c in first)}) is taken as a header, "
+            "since its integers count up by one like column numbers or years; pass "
+            "--header no if it is data, or --header yes to silence this warning.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return True
+    return False
+
+
+def _drop_trailing_empty(lines: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    """Lines that all end in an empty cell (a comma at the end of every line) lose it."""
+    if len(lines) > 1 and all(len(c) > 1 and not c[-1].strip() for _, c in lines):
+        return [(i, c[:-1]) for i, c in lines]
+    return lines
+
+
+def _check_header(head: list[str], width: int, where: str) -> None:
+    if head and not head[0].strip() and len(head) > 1 and width == len(head):
+        raise ValueError(
+            f"{where}: column 1 has no name on line 1, as pandas writes its index "
+            "(DataFrame.to_csv()); write the file with index=False or delete that column."
+        )
+    if len(head) == width + 1 and not head[-1].strip():
+        raise ValueError(
+            f"{where}: line 1 (the header) ends with a comma but the rows do not; remove "
+            "the comma at the end of line 1."
+        )
+    if len(head) != width:
+        raise ValueError(
+            f"{where}: the header (line 1) has {len(head)} names but row 1 has {width} "
+            "cells; give one name per column."
+        )
+
+
+def _check_cells(rows: list[tuple[int, list[str]]], where: str, hint: str) -> None:
+    """Every row as wide as row 1, every cell a number; ``hint`` is added for row 1."""
     width = len(rows[0][1])
     for r, (line, cells) in enumerate(rows, start=1):
+        more = hint if r == 1 else ""
         if len(cells) != width:
             raise ValueError(
                 f"{where}: row {r} (line {line} of the file) has {len(cells)} cells but row 1 "
                 f"has {width}; every row needs the same number of cells."
             )
         for j, cell in enumerate(cells, start=1):
-            if _number(cell):
-                continue
-            if cell.strip().lower() in MISSING:
+            kind = _kind(cell)
+            if kind == "missing":
                 raise ValueError(
                     f"{where}: row {r} (line {line} of the file), column {j} is missing "
-                    f"({cell!r}); drop or impute missing values first."
+                    f"({cell!r}); drop or impute missing values first{more}."
                 )
-            raise ValueError(
-                f"{where}: cell {cell!r} at row {r} (line {line} of the file), column {j} is "
-                "not a number; clean the file (only numbers, one header row at most)."
-            )
+            if kind == "text":
+                comma = "; write decimals with a point" if "," in cell else ""
+                raise ValueError(
+                    f"{where}: cell {cell!r} at row {r} (line {line} of the file), column {j} "
+                    f"is not a number; clean the file (only numbers, one header row at "
+                    f"most){comma}{more}."
+                )
+
+
+def read_table(
+    path: Path, *, name: str = "--data", header: str = "auto", sequences: bool = True
+) -> Table:
+    """Read a numeric CSV with clear errors naming ``name``, rows and columns counted from 1.
+
+    ``header``: "yes" or "no" says whether line 1 is a header; "auto" takes it for one when
+    it holds text and no number, or (``sequences``) integers counting up by one, as pandas'
+    column numbers or years (with a warning). The delimiter is a tab or a semicolon when
+    line 1 holds one, else a comma. A UTF-8 byte-order mark, blank lines and a comma ending
+    every line are ignored. Missing cells (empty, NA, ...) and text cells are refused.
+    """
+    path = Path(path)
+    where = f"{name}={str(path)!r}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: no such file; give the path of a CSV file.")
+    lines, sep = _lines(path, where)
+    lines = _drop_trailing_empty(lines)
+    first = lines[0][1]
+    has_header = _takes_header(lines, header, where, sequences=sequences)
+    rows = lines[1:] if has_header else lines
+    if not rows:
+        raise ValueError(f"{where} has a header row but no data rows.")
+    if has_header:
+        _check_header(first, len(rows[0][1]), where)
+    hint = "" if header != "auto" or has_header else " (if line 1 is a header, pass --header yes)"
+    _check_cells(rows, where, hint)
     values = np.array([cells for _, cells in rows], dtype=float)
-    return check_data(values, name=where)
+    values = check_data(values, name=where)
+    return Table(values, first if has_header else None, sep)
+
+
+def load_csv(path: Path, *, name: str = "--data", header: str = "auto") -> np.ndarray:
+    """The values of :func:`read_table`."""
+    return read_table(path, name=name, header=header).values
 
 
 def read_labels(path: Path, X: np.ndarray, spec: Any) -> np.ndarray:
     """--labels as 0-based (N, L) ints, checked against --data and the spec."""
-    lab = load_csv(path, name="--labels")
     where = f"--labels={str(path)!r}"
+    table = read_table(path, name="--labels", sequences=False)
+    lab = table.values
+    if table.header is None and lab.shape[0] == X.shape[0] + 1:
+        # label rows may count up by one (0,1), so only the row count tells such a header
+        warnings.warn(
+            f"{where} has one row more than --data: its line 1 is taken as a header.",
+            UserWarning,
+            stacklevel=2,
+        )
+        lab = lab[1:]
     frac = np.flatnonzero((lab != np.round(lab)).ravel())
     if frac.size:
         r, c = divmod(int(frac[0]), lab.shape[1])
@@ -134,7 +280,15 @@ def read_data(args: argparse.Namespace, *, fitting: bool = True) -> tuple[Any, A
         return d.X, d.labels, spec
     if not args.spec:
         raise ValueError("--spec is required with --data: name a spec of models/ or a TOML file.")
-    X = load_csv(args.data)
+    table = read_table(args.data, header=getattr(args, "header", "auto"))
+    X = table.values
+    if not getattr(args, "quiet", False):
+        kept = "line 1 a header" if table.header is not None else "no header"
+        sep = {",": "comma", ";": "semicolon", "\t": "tab"}[table.delimiter]
+        print(
+            f"read {X.shape[0]} rows and {X.shape[1]} columns from {args.data} "
+            f"({kept}, {sep}-separated)"
+        )
     if fitting:
         check_not_constant(X, name=f"--data={str(args.data)!r}")
     spec = load_spec(args.spec)

@@ -60,7 +60,7 @@ def _write(path, text):
         (None, "no such file"),
         ("", "is empty"),
         ("a,b\n1,2\n3,x\n", r"cell 'x' at row 2 \(line 3 of the file\), column 2 is not a number"),
-        ("a,b\n1,2\n3,nan\n", "NaN or infinite"),
+        ("a,b\n1,2\n3,nan\n", r"column 2 is missing \('nan'\)"),
         ("a,b\n1,2\n3\n", r"row 2 \(line 3 of the file\) has 1 cells but row 1 has 2"),
     ],
 )

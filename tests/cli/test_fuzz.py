@@ -2,6 +2,7 @@
 every failure is a ValueError, TypeError or FileNotFoundError that names the input."""
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -56,21 +57,44 @@ def test_csv_reader_fails_only_cleanly(tmp_path, table, bom, crlf):
         assert "--data=" in str(exc), str(exc)
     else:
         assert X.ndim == 2 and X.shape[0] >= 1 and np.all(np.isfinite(X))
-        # only a first row made wholly of text is a header: no data row is ever dropped
-        # the reader drops one byte-order mark at the start of the file, whichever wrote it
-        first = list(table[0])
-        if not bom:
+        # line 1 is a header when it holds text and no number, or integers counting up by
+        # one; the reader drops one byte-order mark at the start of the file, whichever
+        # wrote it, and blank lines
+        lines = [r for r in table if r != [""]]
+        first = list(lines[0])
+        if not bom and table[0] == lines[0]:
             first[0] = first[0].removeprefix("\ufeff")
-        first_is_text = all(_text(c) for c in first)
-        assert X.shape[0] == len(table) - first_is_text
+        assert X.shape[0] == len(lines) - _header_like(first, lines[1:])
 
 
-def _text(cell):
+MISSING = {"", "na", "n/a", "#n/a", "nan", "null", "none", "?", "-", "--", "."}
+
+
+def _integer(cell):
+    return re.fullmatch(r"\s*[+-]?[0-9]+\s*", cell) is not None
+
+
+def _header_like(cells, below):
+    kinds = {_kind(c) for c in cells}
+    if "number" not in kinds:
+        return "text" in kinds
+    if len(cells) < 2 or not all(_integer(c) for c in cells):
+        return False
+    values = [int(c) for c in cells]
+    if values != list(range(values[0], values[0] + len(values))):
+        return False
+    # two numbers counting up are a header only above a number that is not an integer
+    return len(cells) >= 3 or not all(_integer(c) for row in below for c in row)
+
+
+def _kind(cell):
+    if cell.strip().lower() in MISSING:
+        return "missing"
     try:
         float(cell)
     except ValueError:
-        return cell.strip().lower() not in {"", "na", "n/a", "#n/a", "nan", "null", "none", "?"}
-    return False
+        return "text"
+    return "number"
 
 
 X_TINY = np.random.default_rng(0).normal(size=(24, 4))
