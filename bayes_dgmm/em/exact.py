@@ -27,31 +27,33 @@ Array = NDArray[np.float64]
 
 
 def regression_update(
-    n: float, ybar: Array, wbar: Array, cyy: Array, cyw: Array, cww: Array, psi_floor: Array
+    n: Array, ybar: Array, wbar: Array, cyy: Array, cyw: Array, cww: Array, psi_floor: Array
 ) -> tuple[Array, Array, Array]:
-    """Closed-form M-step of one component: weighted regression of ``y`` on ``[1, w]``.
+    """Closed-form M-step of a stack of components: weighted regressions of ``y`` on ``[1, w]``.
 
     ``Lambda = C_yw C_ww^{-1}`` (Cholesky solve), ``eta = ybar - Lambda wbar`` and
     ``psi = diag(C_yy - Lambda C_wy) / n``, floored at ``psi_floor``.
 
     Parameters
     ----------
-    n : float, expected count (> 0)
-    ybar : (Ry,) ; wbar : (Rw,) ; cyy : (Ry,) ; cyw : (Ry, Rw) ; cww : (Rw, Rw)
+    n : (G,) expected counts (> 0)
+    ybar : (G, Ry) ; wbar : (G, Rw) ; cyy : (G, Ry) ; cyw : (G, Ry, Rw) ; cww : (G, Rw, Rw)
     psi_floor : (Ry,) array, smallest allowed noise variance
 
     Returns
     -------
-    eta (Ry,), Lambda (Ry, Rw), psi (Ry,)
+    eta (G, Ry), Lambda (G, Ry, Rw), psi (G, Ry)
 
     Raises
     ------
-    scipy.linalg.LinAlgError if ``cww`` is not positive definite.
+    scipy.linalg.LinAlgError if a ``cww`` is not positive definite.
     """
     Lc = cholesky(cww, lower=True, check_finite=False)
-    Lambda = cho_solve((Lc, True), cyw.T, check_finite=False).T
-    eta = ybar - Lambda @ wbar
-    psi = (cyy - np.sum(Lambda * cyw, axis=1)) / n
+    Lambda = np.swapaxes(
+        cho_solve((Lc, True), np.swapaxes(cyw, -1, -2), check_finite=False), -1, -2
+    )
+    eta = ybar - np.einsum("gij,gj->gi", Lambda, wbar)
+    psi = (cyy - np.sum(Lambda * cyw, axis=-1)) / n[:, None]
     return eta, Lambda, np.maximum(psi, psi_floor)
 
 
@@ -97,23 +99,29 @@ def m_step(
         eta_l = params.eta[l - 1].copy()
         lam_l = params.Lambda[l - 1].copy()
         psi_l = params.psi[l - 1].copy()
-        for g in range(G):
-            if rs.n[g] < EMPTY_FRACTION * N:
-                empty.append((l, g))
-                continue
-            try:
-                eta_l[g], lam_l[g], psi_l[g] = regression_update(
-                    rs.n[g], rs.ybar[g], rs.wbar[g], rs.cyy[g], rs.cyw[g], rs.cww[g], floor
-                )
-            except LinAlgError:
-                singular.append((l, g))
+        full = rs.n >= EMPTY_FRACTION * N
+        empty += [(l, int(g)) for g in np.flatnonzero(~full)]
+        done = np.flatnonzero(full)
+        try:  # all of the layer's components in one batch ...
+            eta_l[done], lam_l[done], psi_l[done] = regression_update(
+                *(a[done] for a in (rs.n, rs.ybar, rs.wbar, rs.cyy, rs.cyw, rs.cww)), floor
+            )
+        except LinAlgError:  # ... or one by one, to find the singular ones
+            for g in done:
+                try:
+                    eta_l[[g]], lam_l[[g]], psi_l[[g]] = regression_update(
+                        *(a[[g]] for a in (rs.n, rs.ybar, rs.wbar, rs.cyy, rs.cyw, rs.cww)),
+                        floor,
+                    )
+                except LinAlgError:
+                    singular.append((l, int(g)))
         tiny = np.finfo(np.float64).tiny
         w = np.maximum(rs.n, tiny * N)
         pi.append(w / w.sum())
         eta.append(eta_l)
         Lambda.append(lam_l)
         psi.append(psi_l)
-    return DGMMParams(pi=pi, eta=eta, Lambda=Lambda, psi=psi), empty, singular
+    return DGMMParams.unchecked(pi=pi, eta=eta, Lambda=Lambda, psi=psi), empty, singular
 
 
 # ---------------------------------------------------------------------- identifiability
@@ -155,7 +163,7 @@ def rotate_loadings(Lambda: Array, psi: Array, constraint: str) -> Array:
 
 def apply_constraint(params: DGMMParams, constraint: str) -> DGMMParams:
     """Rotate the loadings of every layer and component (see :func:`rotate_loadings`)."""
-    return DGMMParams(
+    return DGMMParams.unchecked(
         pi=params.pi,
         eta=params.eta,
         Lambda=[
@@ -199,7 +207,7 @@ def canonical(params: DGMMParams) -> DGMMParams:
     anchored = params.anchored()
     lam = list(anchored.Lambda)
     lam[-1] = rotate_loadings(lam[-1], anchored.psi[-1], "lower_triangular")
-    return DGMMParams(pi=anchored.pi, eta=anchored.eta, Lambda=lam, psi=anchored.psi)
+    return DGMMParams.unchecked(pi=anchored.pi, eta=anchored.eta, Lambda=lam, psi=anchored.psi)
 
 
 def exact_step(

@@ -102,6 +102,29 @@ class DGMMParams:
         object.__setattr__(self, "_cache", {})
         self._check()
 
+    @classmethod
+    def unchecked(
+        cls,
+        *,
+        pi: Sequence[Array],
+        eta: Sequence[Array],
+        Lambda: Sequence[Array],
+        psi: Sequence[Array],
+    ) -> DGMMParams:
+        """Read-only parameters from float64 arrays that the package computed itself, without
+        the constructor's checks (the EM's intermediate iterates, thousands per fit: a non-finite
+        iterate is refused by the E-step that evaluates it)."""
+        obj = cls.__new__(cls)
+        for name, value in (("pi", pi), ("eta", eta), ("Lambda", Lambda), ("psi", psi)):
+            arrays = []
+            for a in value:
+                arr = np.array(a, dtype=np.float64, copy=True)
+                arr.setflags(write=False)
+                arrays.append(arr)
+            object.__setattr__(obj, name, tuple(arrays))
+        object.__setattr__(obj, "_cache", {})
+        return obj
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(
             f"DGMMParams is immutable: cannot set {name!r}; build new parameters with "

@@ -10,9 +10,15 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm import DeepGaussianMixture, DGMMParams
 from bayes_dgmm.em.driver import AITKEN_BLOCK, AITKEN_BLOCKS, aitken_remaining, pack, unpack
-from bayes_dgmm.em.estep import e_step, path_model, path_statistics
+from bayes_dgmm.em.estep import e_step, layer_slices, path_model, path_statistics
 from bayes_dgmm.em.exact import exact_step
-from bayes_dgmm.em.expansion import _frame_value, frame_problem, solve_frame, transform_statistics
+from bayes_dgmm.em.expansion import (
+    FrameProblem,
+    _frame_values,
+    frame_problem,
+    solve_frames,
+    transform_statistics,
+)
 
 N_AITKEN = AITKEN_BLOCKS * AITKEN_BLOCK + 1
 
@@ -55,20 +61,67 @@ def _stats(X, params):
     return path_statistics(X, resp, model, params.n_factors[0])
 
 
+def _frame_problem_by_paths(stats, params, layer, g):
+    """The frame problem of one component summed path by path (brute force)."""
+    table, L = params.paths, params.n_layers
+    blocks = layer_slices(params.n_factors)
+    sl = blocks[layer - 1]
+    R = sl.stop - sl.start
+    paths = np.flatnonzero(table[:, layer - 1] == g)
+    n_p = stats.n[paths]
+    n = float(n_p.sum())
+    m = n_p @ stats.zbar[paths][:, sl] / n
+    H, q = np.zeros((R, R + 1, R + 1)), np.zeros((R, R + 1))
+    for p in paths:
+        u = np.append(stats.zbar[p, sl] - m, 1.0)
+        suu = stats.n[p] * np.outer(u, u)
+        suu[:R, :R] += stats.czz[p][sl, sl]
+        w = np.ones(R)
+        if layer < L:
+            up = blocks[layer]
+            m_up = n_p @ stats.zbar[paths][:, up] / n
+            h = table[p, layer]
+            lam, w = params.Lambda[layer][h], 1.0 / params.psi[layer][h]
+            v = stats.zbar[p, up] - m_up
+            suz = stats.n[p] * np.outer(u, v)
+            suz[:R] += stats.czz[p][sl, up]
+            sut = suz @ lam.T + np.outer(suu[:, R], params.eta[layer][h] + lam @ m_up)
+            q += (sut * w[None, :]).T
+        H += w[:, None, None] * suu[None]
+    return H, q, n, m
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_frame_problem_sums_the_paths_of_each_component(rng, layer):
+    truth = DGMMParams.random(6, (2, 3), (3, 2), rng)
+    X, _ = truth.sample(300, random_state=1)
+    start = DGMMParams.random(6, (2, 3), (3, 2), np.random.default_rng(9))
+    stats = _stats(X, start)
+    prob = frame_problem(stats, start, layer)
+    for g in range(start.n_components[layer - 1]):
+        H, q, n, m = _frame_problem_by_paths(stats, start, layer, g)
+        np.testing.assert_allclose(prob.H[g], H, rtol=1e-10, atol=1e-10 * np.abs(H).max())
+        np.testing.assert_allclose(prob.q[g], q, rtol=1e-10, atol=1e-10 * np.abs(q).max())
+        assert prob.n[g] == pytest.approx(n, rel=1e-12)
+        np.testing.assert_allclose(prob.m[g], m, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("layer", [1, 2])
-def test_solve_frame_finds_the_optimum_scipy_finds(rng, layer):
+def test_solve_frames_finds_the_optimum_scipy_finds(rng, layer):
     truth = DGMMParams.random(6, (2, 2), (3, 2), rng)
     X, _ = truth.sample(400, random_state=1)
     start = DGMMParams.random(6, (2, 2), (3, 2), np.random.default_rng(9))
-    prob = frame_problem(_stats(X, start), start, layer, 1)
-    B, d = solve_frame(prob)
-    R = prob.m.shape[0]
+    full = frame_problem(_stats(X, start), start, layer)
+    Bs, ds = solve_frames(full)
+    prob = FrameProblem(full.H[1:], full.q[1:], full.n[1:], full.m[1:])
+    B, d, m = Bs[1], ds[1], prob.m[0]
+    R = m.shape[0]
 
     def negative(theta):
-        return -_frame_value(theta.reshape(R, R + 1), prob)
+        return -_frame_values(theta.reshape(1, R, R + 1), prob.H, prob.q, prob.n)[0]
 
-    beta0 = np.concatenate([np.eye(R), prob.m[:, None]], axis=1)
+    beta0 = np.concatenate([np.eye(R), m[:, None]], axis=1)
     ref = minimize(
         negative,
         beta0.ravel(),
@@ -76,11 +129,11 @@ def test_solve_frame_finds_the_optimum_scipy_finds(rng, layer):
         options={"gtol": 1e-10, "maxiter": 20000},
     )
     ref_beta = ref.x.reshape(R, R + 1)
-    ours = np.concatenate([B, (d + B @ prob.m)[:, None]], axis=1)
+    ours = np.concatenate([B, (d + B @ m)[:, None]], axis=1)
     assert -negative(ours.ravel()) >= -ref.fun - 1e-8 * abs(ref.fun)
     if layer == 1:
         np.testing.assert_allclose(B, ref_beta[:, :R], atol=1e-4, rtol=1e-4)
-        np.testing.assert_allclose(d, ref_beta[:, R] - ref_beta[:, :R] @ prob.m, atol=1e-3)
+        np.testing.assert_allclose(d, ref_beta[:, R] - ref_beta[:, :R] @ m, atol=1e-3)
     else:
         # at the top layer z ~ N(0, I): the optimum is unique only up to B -> Q B
         np.testing.assert_allclose(B.T @ B, ref_beta[:, :R].T @ ref_beta[:, :R], rtol=1e-4)

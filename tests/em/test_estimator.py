@@ -251,9 +251,11 @@ def test_a_singular_update_is_reported_as_singular_not_empty(small, monkeypatch)
     layer_2_component_1 = {"calls": 0}
 
     def failing(n, ybar, wbar, cyy, cyw, cww, floor):
-        if ybar.shape[0] == 3 and cww.shape[0] == 1:  # layer 2: D = R_1 = 3, R_2 = 1
+        # layer 2 (D = R_1 = 3, R_2 = 1): the batch of both components fails, then component
+        # 0 alone is solved and component 1 alone fails
+        if ybar.shape[1:] == (3,) and cww.shape[1:] == (1, 1):
             layer_2_component_1["calls"] += 1
-            if layer_2_component_1["calls"] % 2 == 0:
+            if ybar.shape[0] > 1 or layer_2_component_1["calls"] % 3 == 0:
                 raise scipy.linalg.LinAlgError("not positive definite")
         return solve(n, ybar, wbar, cyy, cyw, cww, floor)
 
