@@ -30,7 +30,8 @@ import numpy as np
 from bayes_dgmm._io import atomic_write, atomic_write_text
 from bayes_dgmm._version import __version__
 from bayes_dgmm.experiments.benchmark import BENCH_METHODS, REAL_DATA
-from bayes_dgmm.experiments.cli_io import Progress, check_out, read_data
+from bayes_dgmm.experiments.cli_io import Progress, read_data
+from bayes_dgmm.experiments.cli_out import check_out, out_folder
 from bayes_dgmm.experiments.datasets import icbinb_like_params, load_icbinb
 from bayes_dgmm.experiments.methods import (
     DEFAULT_BUDGET,
@@ -197,8 +198,8 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.experiments.compare import compare_methods
     from bayes_dgmm.experiments.report import markdown_table
 
-    check_out(args, ["comparison.csv", "comparison.png", "report.md"])
     budget = _budget(args)
+    check_out(args, ["comparison.csv", "comparison.png", "report.md"])
     X, labels, spec = read_data(args)
     progress = Progress("methods", args.quiet)
     try:
@@ -281,8 +282,8 @@ def _fit(args: argparse.Namespace) -> dict[str, Any]:
     files = ["params.json", "labels.csv", "fit.json", "fit.png", "report.md"]
     if args.method not in ("stochastic", "exact", "gmm"):
         files.append("fit.nc")
-    check_out(args, files)
     budget = _budget(args)
+    check_out(args, files)
     X, labels, spec = read_data(args)
     result = run_method(
         args.method,
@@ -400,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("truth", help="the study data under its true parameters")
-    p.add_argument("--out", type=Path, default=None, help="folder for truth.json")
+    p.add_argument("--out", type=out_folder, default=None, help="folder for truth.json")
+    _overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=_truth)
 
@@ -414,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="number of features when the spec does not fix it",
     )
     p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=out_folder, required=True, help="output folder")
+    _overwrite_option(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_simulate)
 
@@ -475,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="3 runs, 5 starts, 20 iterations, G1 in 2..4: a smoke test",
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=out_folder, required=True, help="output folder")
+    _overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar, no printed tables")
     p.set_defaults(func=_reproduce)
 
@@ -519,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=list(BENCH_METHODS), choices=list(BENCH_METHODS))
     p.add_argument("--seeds", type=_POSITIVE, default=10, help="seeds 0..SEEDS-1 per method")
     p.add_argument("--advi-iterations", type=_POSITIVE, default=10000, help="most ADVI iterations")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=out_folder, required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=_benchmark)
 
@@ -532,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="label switching and modes of a saved Bayesian fit")
     p.add_argument("fit", type=Path, help="a fit.nc written by `fit` or `compare`")
     _data_options(p)
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=out_folder, required=True, help="output folder")
+    _overwrite_option(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_diagnose)
     return parser
@@ -554,8 +559,18 @@ def _budget_options(p: argparse.ArgumentParser) -> None:
     )
     _add_scheduler(p)
     p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=out_folder, required=True, help="output folder")
+    _overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars or printed tables")
+
+
+def _overwrite_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write over files in --out that another run (or no bayes-dgmm run) wrote; "
+        "input files are never written over",
+    )
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:

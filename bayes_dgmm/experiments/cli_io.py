@@ -9,7 +9,6 @@ import argparse
 import csv
 import io
 import itertools
-import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -303,32 +302,6 @@ def read_data(args: argparse.Namespace, *, fitting: bool = True) -> tuple[Any, A
             f"{min_rows} rows or a smaller architecture."
         )
     return X, labels, spec
-
-
-def check_out(args: argparse.Namespace, files: Sequence[str]) -> Path | None:
-    """Check before any work that --out is (or can be made) a writable folder for ``files``."""
-    if getattr(args, "out", None) is None:
-        return None
-    out = Path(args.out)
-    where = f"--out={str(out)!r}"
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{where} is a file, not a folder; give a folder for the results.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(
-            f"{where} cannot be created ({exc.strerror}); give a folder you can write to."
-        ) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"{where} is not writable; give a folder you can write to.")
-    for name in files:
-        target = out / name
-        if target.is_dir():
-            raise ValueError(
-                f"{where}: {name} there is a folder, but this command writes a file of that "
-                "name; remove it or choose another --out."
-            )
-    return out
 
 
 class Progress:
