@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 _KEY = re.compile(r"^[A-Za-z0-9_.=-]+$")
 
-#: Bumped when the meaning of a stored run changes, so older runs are recomputed.
-STORE_FORMAT = 2
+#: Bumped when the meaning of a stored run changes, so older runs are recomputed (3: the GMM
+#: baseline is fitted to standardised data).
+STORE_FORMAT = 3
 
 
 def _canonical(obj: Any) -> Any:

@@ -275,15 +275,16 @@ def _run_em(
 
 
 def _run_gmm(X: Array, spec: DGMMSpec, b: Mapping[str, Any], seed: int) -> MethodResult:
-    from sklearn.mixture import GaussianMixture
     from threadpoolctl import threadpool_limits
+
+    from bayes_dgmm.experiments._gmm import ScaledGaussianMixture
 
     fits = []
     t0 = time.perf_counter()
     with threadpool_limits(1):
         for s in np.random.SeedSequence(seed).generate_state(int(b["gmm_restarts"])):
             fits.append(
-                GaussianMixture(
+                ScaledGaussianMixture(
                     spec.n_paths,
                     covariance_type="full",
                     reg_covar=1e-6,
@@ -292,7 +293,7 @@ def _run_gmm(X: Array, spec: DGMMSpec, b: Mapping[str, Any], seed: int) -> Metho
                 ).fit(X)
             )
     seconds = time.perf_counter() - t0
-    scores = np.array([f.score(X) * X.shape[0] for f in fits])
+    scores = np.array([f.log_likelihood(X) for f in fits])
     best = fits[int(np.argmax(scores))]
     return MethodResult(
         method="gmm",

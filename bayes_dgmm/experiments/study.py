@@ -97,14 +97,15 @@ def fit_gmm_run(
     layer_of_truth: int | None = None,
     true_n_components: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """One full-covariance GMM fit (one k-means++ start); the stored summary.
+    """One full-covariance GMM fit (one k-means++ start, on standardised data, so that its
+    absolute ``reg_covar`` does not depend on the data's units); the stored summary.
 
     With ``layer_of_truth`` the GMM's clusters are scored against that layer's labels (the
     study's Figure 2 compares GMM clusters with the first layer); otherwise against the paths.
     """
-    from sklearn.mixture import GaussianMixture
+    from bayes_dgmm.experiments._gmm import ScaledGaussianMixture
 
-    gmm = GaussianMixture(
+    gmm = ScaledGaussianMixture(
         n_components,
         covariance_type="full",
         init_params="k-means++",
@@ -120,7 +121,7 @@ def fit_gmm_run(
         "method": "gmm",
         "n_components": [n_components],
         "seed": seed,
-        "log_likelihood": float(gmm.score(X) * X.shape[0]),
+        "log_likelihood": gmm.log_likelihood(X),
         "bic": float(gmm.bic(X)),
         "n_iter": int(gmm.n_iter_),
         "converged": bool(gmm.converged_),
