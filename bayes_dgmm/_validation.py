@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,54 @@ def check_data(
             "time); pass data with the same columns."
         )
     return np.ascontiguousarray(arr)
+
+
+def feature_names(X: Any) -> NDArray[np.object_] | None:
+    """The column names of a DataFrame ``X`` when all are strings (scikit-learn's rule)."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "shape"):
+        return None
+    names = [c for c in columns]
+    if not names or not all(isinstance(n, str) for n in names):
+        return None
+    return np.asarray(names, dtype=object)
+
+
+def check_feature_names(estimator: Any, X: Any, *, reset: bool) -> None:
+    """scikit-learn's ``feature_names_in_``: set it from ``X`` (``reset``), or check that
+    ``X`` has the columns of the fit in the same order (an error), warning where one of the
+    two has no names."""
+    names = feature_names(X)
+    cls = type(estimator).__name__
+    if reset:
+        estimator.__dict__.pop("feature_names_in_", None)
+        if names is not None:
+            estimator.feature_names_in_ = names
+        return
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is None or names is None:
+        if (fitted is None) != (names is None):
+            has, was = ("has", "without") if fitted is None else ("has no", "with")
+            warnings.warn(
+                f"X {has} feature names, but {cls} was fitted {was} feature names; its "
+                "columns are taken in the order of the fit.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return
+    if list(names) == list(fitted):
+        return
+    if sorted(names) == sorted(fitted):
+        raise ValueError(
+            f"X has the columns of the fit in another order ({list(names)}, fitted on "
+            f"{list(fitted)}); pass X[est.feature_names_in_]."
+        )
+    missing = [n for n in fitted if n not in set(names)]
+    unseen = [n for n in names if n not in set(fitted)]
+    raise ValueError(
+        f"X's columns differ from those of the fit (missing {missing}, not seen in fit "
+        f"{unseen}); pass the columns {list(fitted)} in that order."
+    )
 
 
 #: Largest magnitude and smallest column standard deviation accepted for fitting: squared

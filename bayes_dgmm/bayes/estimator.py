@@ -45,8 +45,10 @@ from threadpoolctl import threadpool_limits
 from bayes_dgmm._validation import (
     check_data,
     check_declared,
+    check_feature_names,
     check_method_kwargs,
     check_not_constant,
+    feature_names,
 )
 from bayes_dgmm.bayes import METHODS
 from bayes_dgmm.bayes.backends.nutpie import compile_nutpie_model, sample_nutpie
@@ -133,6 +135,7 @@ class BayesianDeepGaussianMixture:
     spec_: DGMMSpec
     method_: str
     n_features_in_: int
+    feature_names_in_: NDArray[np.object_]  # a DataFrame's column names at fit, when strings
 
     def __init__(
         self,
@@ -207,6 +210,8 @@ class BayesianDeepGaussianMixture:
         )
         Xa = check_data(X, min_samples=2)
         check_not_constant(Xa)
+        check_feature_names(self, None, reset=True)  # set after the fit's own predictions
+        names = feature_names(X)
         spec = _architecture_spec(self.n_components, self.n_factors, Xa.shape[1], self._spec)
         spec.check_n_features(Xa.shape[1])
         model = self._get_model(Xa, spec)
@@ -235,6 +240,8 @@ class BayesianDeepGaussianMixture:
             if run_model is not model:  # a minibatch model's observed data are one batch
                 idata["observed_data"] = xr.Dataset({"x": (("obs", "feature"), Xa)})
             self._finish(idata, model, Xa, spec, method)
+        if names is not None:
+            self.feature_names_in_ = names
         seconds = time.perf_counter() - t0
         self.compile_seconds_ = compiling.seconds
         self.run_seconds_ = seconds - compiling.seconds
@@ -322,6 +329,7 @@ class BayesianDeepGaussianMixture:
         (N, n_paths) array, or (N, G_layer) for ``layer`` in 1..L.
         """
         self._check_fitted()
+        check_feature_names(self, X, reset=False)
         Xa = check_data(X, n_features=self.n_features_in_)
         draws = self._fitted_draws()
         with threadpool_limits(1):
@@ -338,6 +346,7 @@ class BayesianDeepGaussianMixture:
     def score_samples(self, X: ArrayLike) -> Array:
         """Log predictive density of each row: ``log mean_draws f(x | theta_draw)``, (N,)."""
         self._check_fitted()
+        check_feature_names(self, X, reset=False)
         Xa = check_data(X, n_features=self.n_features_in_)
         draws = self._fitted_draws()
         with threadpool_limits(1):

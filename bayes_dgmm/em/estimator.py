@@ -44,6 +44,7 @@ from bayes_dgmm._validation import (
     as_generator,
     check_data,
     check_declared,
+    check_feature_names,
     check_not_constant,
 )
 from bayes_dgmm.em import ALGORITHMS
@@ -232,6 +233,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
     history_ : FitHistory, log-likelihood and BIC after every iteration of the best restart
     restarts_ : list of RestartSummary, one per restart
     n_features_in_ : int
+    feature_names_in_ : (J,) object array, the column names of a DataFrame ``X`` (all
+        strings) at fit; ``predict`` and the scores refuse a DataFrame whose columns differ
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -297,7 +300,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ checks
-    def _check_input(self, X: Any, n_features: int | None = None) -> Array:
+    def _check_input(self, X: Any, n_features: int | None = None, *, reset: bool = False) -> Array:
+        check_feature_names(self, X, reset=reset)
         arr = check_data(X)
         if n_features is not None and arr.shape[1] != n_features:
             raise ValueError(
@@ -379,7 +383,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         self
         """
 
-        Xa = self._check_input(X)
+        Xa = self._check_input(X, reset=True)
         settings = self._check_settings(Xa)
         seeds = seed_sequences(self.random_state, settings_n_init := int(self.n_init))
         screen = (
@@ -541,8 +545,9 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
 
     def bic(self, X: ArrayLike) -> float:
         """Bayesian information criterion ``-2 log L + k log N`` (lower is better)."""
-        Xa = self._check_input(X, getattr(self, "n_features_in_", None))
-        ll = float(np.sum(self.score_samples(Xa)))
+        params = self._check_fitted()
+        Xa = self._check_input(X, self.n_features_in_)
+        ll = float(np.sum(params.score_samples(Xa)))
         return -2.0 * ll + self.n_parameters() * math.log(Xa.shape[0])
 
     def aic(self, X: ArrayLike) -> float:
