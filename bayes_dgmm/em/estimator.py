@@ -156,8 +156,9 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         data's partition, which EM from the other starts does not. ``"kmeans"``: k-means on
         ``x``, a factor analyser per cluster, then the same on the pooled layer-1 scores for
         layer 2, and so on; ``"random"``: uniform random partitions
-        instead of k-means; a :class:`DGMMParams`: these starting values (every restart then
-        starts from them).
+        instead of k-means; a :class:`DGMMParams`: these starting values (the exact EM, being
+        deterministic, then runs once whatever ``n_init``; the stochastic EM's restarts
+        start from them with their own draws).
     n_init : int, default 4
         Number of restarts; the one with the highest final log-likelihood is kept. With
         the exact EM the restarts are screened: each runs ``SCREEN_ITER`` (100) iterations and
@@ -385,7 +386,10 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
 
         Xa = self._check_input(X, reset=True)
         settings = self._check_settings(Xa)
-        seeds = seed_sequences(self.random_state, settings_n_init := int(self.n_init))
+        settings_n_init = int(self.n_init)
+        if isinstance(settings.init, DGMMParams) and settings.algorithm == "exact":
+            settings_n_init = 1  # the exact EM is deterministic: restarts from one start agree
+        seeds = seed_sequences(self.random_state, settings_n_init)
         screen = (
             settings.algorithm == "exact"
             and settings_n_init > 1

@@ -180,13 +180,17 @@ def expanded_m_step(
     reg_psi: float,
     var_x: Array,
     *,
-    cycles: int = 3,
+    cycles: int = 1,
 ) -> tuple[DGMMParams, list[tuple[int, int]], list[tuple[int, int]]]:
     """The M-step of parameter-expanded EM: ``cycles`` rounds of the closed-form M-step
     (:func:`m_step`) and the frame CM-step (:func:`frame_maps`, :func:`reduce_frames`) on
     the same E-step statistics, carried into each new parametrisation by
     :func:`transform_statistics`. Every round increases the expected complete-data
-    log-likelihood of the expanded model, so the log-likelihood never decreases."""
+    log-likelihood of the expanded model, so the log-likelihood never decreases.
+
+    One cycle is the default: on the study data from the aligned start, 1, 2 and 3 cycles
+    reach the same optimum (ARI 1.0, converged by the Newton finish) in 82, 98 and 97 s, the
+    extra cycles costing more than the Newton steps they save (``docs/recover.md``)."""
     new, empty, singular = m_step(stats, params, reg_psi, var_x)
     for c in range(cycles):
         maps = frame_maps(stats, new)

@@ -147,6 +147,16 @@ def _small_est(**kw):
     return DeepGaussianMixture((2, 2), n_factors=(3, 1), max_iter=15, **kw)
 
 
+def test_a_given_start_runs_the_deterministic_exact_em_once(small):
+    """Restarts of the exact EM from one DGMMParams start would repeat one run n_init times."""
+    start = init_kmeans(small.X, (2, 2), (3, 1), np.random.default_rng(3))
+    once = _small_est(init=start, n_init=1).fit(small.X)
+    four = _small_est(init=start, n_init=4).fit(small.X)
+    assert len(four.restarts_) == 1
+    assert four.lower_bound_ == once.lower_bound_
+    assert np.isfinite(four.lower_bound_) and four.lower_bound_ > start.score(small.X)
+
+
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_reproducible_for_any_n_jobs(small, n_jobs):
     ref = _small_est(n_init=3, random_state=7).fit(small.X)
