@@ -30,7 +30,7 @@ import numpy as np
 from bayes_dgmm._io import atomic_write, atomic_write_text
 from bayes_dgmm._version import __version__
 from bayes_dgmm.experiments.benchmark import BENCH_METHODS, REAL_DATA
-from bayes_dgmm.experiments.cli_io import Progress, read_data
+from bayes_dgmm.experiments.cli_io import Progress, fit_data, read_data
 from bayes_dgmm.experiments.cli_out import check_out, out_folder
 from bayes_dgmm.experiments.datasets import icbinb_like_params, load_icbinb
 from bayes_dgmm.experiments.methods import (
@@ -279,7 +279,9 @@ def _fit(args: argparse.Namespace) -> dict[str, Any]:
         write_json,
     )
 
-    files = ["params.json", "labels.csv", "fit.json", "fit.png", "report.md"]
+    files = ["labels.csv", "fit.json", "fit.png", "report.md"]
+    if args.method != "gmm":  # the GMM baseline has no DGMM parameters
+        files.append("params.json")
     if args.method not in ("stochastic", "exact", "gmm"):
         files.append("fit.nc")
     budget = _budget(args)
@@ -342,8 +344,8 @@ def _diagnose(args: argparse.Namespace) -> dict[str, Any]:
     from bayes_dgmm.experiments.report import Report, markdown_table, save_figure, write_json
 
     check_out(args, ["report.md", "diagnostics.json"])
-    X, labels, _ = read_data(args, fitting=False)
-    est = BayesianDeepGaussianMixture.load(args.fit)
+    est = BayesianDeepGaussianMixture.load(args.fit, spec=args.spec)
+    X, labels = fit_data(args, est)
     verdict = describe_fit(est.idata_, X, reference_labels=labels)
     rel = relabel_posterior(est.idata_)
     out = Path(args.out)
@@ -533,7 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
     _budget_options(p)
     p.set_defaults(func=_fit)
 
-    p = sub.add_parser("diagnose", help="label switching and modes of a saved Bayesian fit")
+    p = sub.add_parser(
+        "diagnose",
+        help="label switching and modes of a saved Bayesian fit",
+        description="Diagnose a fit.nc on the data it was fitted to (saved in it): --data, "
+        "when given, must be those data, and --spec the fit's spec; --labels are scored.",
+    )
     p.add_argument("fit", type=Path, help="a fit.nc written by `fit` or `compare`")
     _data_options(p)
     p.add_argument("--out", type=out_folder, required=True, help="output folder")

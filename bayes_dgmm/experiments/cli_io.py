@@ -304,6 +304,24 @@ def read_data(args: argparse.Namespace, *, fitting: bool = True) -> tuple[Any, A
     return X, labels, spec
 
 
+def fit_data(args: argparse.Namespace, est: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(X, labels or None) for a saved fit: its own data, which --data, when given, must
+    equal; --labels checked against them and the fit's spec."""
+    X = np.asarray(est.idata_["observed_data"]["x"].values, dtype=float)
+    if getattr(args, "data", None) is not None:
+        given = read_table(args.data, header=getattr(args, "header", "auto")).values
+        if given.shape != X.shape or not np.allclose(given, X, rtol=1e-9, atol=0.0):
+            raise ValueError(
+                f"--data={str(args.data)!r} ({given.shape[0]} x {given.shape[1]}) is not the "
+                f"data the fit was fitted to ({X.shape[0]} x {X.shape[1]}); drop --data to "
+                "use the fit's own data."
+            )
+    labels = None
+    if getattr(args, "labels", None) is not None:
+        labels = read_labels(args.labels, X, est.spec_)
+    return X, labels
+
+
 class Progress:
     """A rich progress bar fed by (finished, total) callbacks; silent with --quiet."""
 

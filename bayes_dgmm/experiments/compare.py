@@ -263,6 +263,8 @@ def compare_methods(
             # fits/ shows the fits of this call's inputs
             _copy(fit_file, fits / f"{method}{fit_file.suffix}")
         rows.append(row)
+    copied = [m for m in order if units[m].fit_file is not None and "skipped" not in finished[m]]
+    _prune(out, {f"{m}{units[m].fit_file.suffix}" for m in copied}, order)
     table = [{k: v for k, v in r.items() if k != "paths"} for r in rows]
     write_csv(out / "comparison.csv", table)
     save_figure(out / "comparison.png", plot_comparison([r for r in table if "skipped" not in r]))
@@ -362,6 +364,16 @@ def _run_unit_quietly(
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
         row = _run_unit(unit, **kwargs)
     return unit.method, row, list(caught)
+
+
+def _prune(out: Path, kept: set[str], methods: Sequence[str]) -> None:
+    """Remove the fits and rank plots of earlier calls' methods that are not this call's."""
+    for path in (out / "fits").iterdir():
+        if path.is_file() and path.name not in kept:
+            path.unlink()
+    for path in out.glob("rank_*.png"):
+        if path.stem.removeprefix("rank_") not in methods:
+            path.unlink()
 
 
 def _rank_plots(out: Path, fits: Path, methods: Sequence[str]) -> dict[str, str]:

@@ -547,3 +547,24 @@ def test_prior_predictive_groups_are_stored_with_a_fit(data, tmp_path):
     loaded = BayesianDeepGaussianMixture.load(tmp_path / "fit.nc")
     assert loaded.idata_["prior_predictive"]["x"].shape == (1, 20, *X.shape)
     assert "Lambda_1" in loaded.idata_["prior"]
+
+
+def test_diagnose_uses_the_fit_s_own_data_and_spec(fitted, data, tmp_path, capsys):
+    from bayes_dgmm.experiments.cli import main
+
+    _, X, _ = data
+    path = fitted.save(tmp_path / "fit.nc")
+    np.savetxt(tmp_path / "X.csv", X, delimiter=",", fmt="%.17g")
+    np.savetxt(tmp_path / "other.csv", X + 1.0, delimiter=",", fmt="%.17g")
+    run = ["diagnose", str(path), "--quiet"]
+    # without --data: the data saved in the fit (not the 17-feature study data)
+    assert main([*run, "--out", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    verdict = (tmp_path / "a" / "diagnostics.json").read_text()
+    assert main([*run, "--data", str(tmp_path / "X.csv"), "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "diagnostics.json").read_text() == verdict
+    assert main([*run, "--data", str(tmp_path / "other.csv"), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "(30 x 5) is not the data the fit was fitted to (30 x 5); drop --data" in err, err
+    assert main([*run, "--spec", "mfa-2layer", "--out", str(tmp_path / "d")]) == 2
+    assert "fitted with spec 'custom'" in capsys.readouterr().err
+    assert not (tmp_path / "c" / "diagnostics.json").exists()

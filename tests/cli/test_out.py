@@ -38,7 +38,7 @@ def test_fit_does_not_write_over_its_labels(sim, capsys):
     # without --labels, simulate's labels.csv is another run's file
     code, err = _run(_fit(sim, sim), capsys)
     assert (
-        code == 2 and "holds params.json, labels.csv of another run (`bayes-dgmm simulate`)" in err
+        code == 2 and "holds labels.csv of another run (`bayes-dgmm simulate`)" in err
     )
     assert (sim / "labels.csv").read_bytes() == truth
 
@@ -75,3 +75,23 @@ def test_a_rerun_of_fit_writes_over_its_own_files(tmp_path, sim, capsys):
     assert (out / "fit.json").read_text().split('"seconds"')[0] == before.split('"seconds"')[0]
     code, err = _run(_fit(sim, out, "--seed", "3"), capsys)
     assert code == 2 and "of another run (`bayes-dgmm fit` with other inputs)" in err, err
+
+
+def test_overwrite_removes_the_replaced_run_s_other_files(tmp_path, sim, capsys):
+    out = tmp_path / "o"
+    budget = ["--budget", "em_restarts=1", "em_max_iter=5"]
+    exact = _fit(sim, out, *budget)
+    exact[exact.index("gmm")] = "exact"
+    assert main(exact) == 0
+    assert (out / "params.json").is_file()
+    code, err = _run(_fit(sim, out), capsys)
+    assert code == 2 and "of another run (`bayes-dgmm fit` with other inputs)" in err, err
+    assert main(_fit(sim, out, "--overwrite")) == 0
+    # the GMM has no DGMM parameters: the exact fit's params.json is not left beside its labels
+    assert not (out / "params.json").exists()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "fit.json",
+        "fit.png",
+        "labels.csv",
+        "report.md",
+    ]

@@ -296,3 +296,15 @@ def test_methods_in_worker_processes_give_the_sequential_table(tiny, tmp_path):
             k: v for k, v in b.items() if k != "seconds"
         }
     assert (tmp_path / "two" / "fits" / "stochastic.json").is_file()
+
+
+def test_compare_into_a_reused_folder_keeps_only_this_call_s_fits(tiny, tmp_path):
+    out = tmp_path / "o"
+    compare_methods(tiny.X, SPEC, out, methods=["exact", "gmm"], budget=BUDGET, n_jobs=1)
+    assert (out / "fits" / "exact.json").is_file()
+    (out / "rank_map.png").write_bytes(b"an earlier call's plot")
+    other = tiny.X[::-1] + 1.0
+    rows = compare_methods(other, SPEC, out, methods=["gmm"], budget=BUDGET, n_jobs=1)
+    assert [r["method"] for r in rows] == ["gmm"]
+    assert list((out / "fits").iterdir()) == []
+    assert not (out / "rank_map.png").exists()
