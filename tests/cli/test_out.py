@@ -37,9 +37,7 @@ def test_fit_does_not_write_over_its_labels(sim, capsys):
     assert (sim / "labels.csv").read_bytes() == truth
     # without --labels, simulate's labels.csv is another run's file
     code, err = _run(_fit(sim, sim), capsys)
-    assert (
-        code == 2 and "holds labels.csv of another run (`bayes-dgmm simulate`)" in err
-    )
+    assert code == 2 and "holds labels.csv of another run (`bayes-dgmm simulate`)" in err
     assert (sim / "labels.csv").read_bytes() == truth
 
 
