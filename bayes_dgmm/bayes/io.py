@@ -1,7 +1,7 @@
 """Save and load Bayesian fits: netCDF DataTrees whose root attributes carry the settings.
 
 The root attributes hold the spec (TOML text), the constraint, the priors, the package
-version and a digest of the posterior draws; :func:`read_fit` refuses a file written by
+version and a digest of every group's values; :func:`read_fit` refuses a file written by
 another package version, for another spec, or changed after it was saved.
 """
 
@@ -40,7 +40,7 @@ SAVED_ATTRS = (
     "method",
     "random_seed",
     "n_features_in",
-    "posterior_sha256",
+    "groups_sha256",
 )
 
 
@@ -84,12 +84,12 @@ def write_fit(
         "method": method,
         "random_seed": json.dumps(random_seed),
         "n_features_in": int(n_features_in),
-        "posterior_sha256": _posterior_digest(tree["posterior"].to_dataset()),
     }
+    _drop_object_variables(tree)
+    attrs["groups_sha256"] = json.dumps(_group_digests(tree), sort_keys=True)
     if set(attrs) != set(SAVED_ATTRS):
         raise RuntimeError(f"save writes {sorted(attrs)}, load expects {sorted(SAVED_ATTRS)}")
     tree.attrs.update(attrs)
-    _drop_object_variables(tree)
 
     def write(tmp: Path) -> None:
         tree.to_netcdf(tmp, engine="h5netcdf")
@@ -130,13 +130,7 @@ def read_fit(path: str | Path, spec: DGMMSpec | str | None = None) -> SavedFit:
             f"{path} was saved by bayes-dgmm {saved_version}, this is version {version}; "
             f"refit with this version or install bayes-dgmm=={saved_version} to load it."
         )
-    if "posterior" not in tree.children or attrs.get("posterior_sha256") != _posterior_digest(
-        tree["posterior"].to_dataset()
-    ):
-        raise ValueError(
-            f"{path}: the posterior draws do not match the checksum written with them; the "
-            "file was modified after it was saved: restore it or refit."
-        )
+    _check_digests(path, tree, attrs.get("groups_sha256"))
     missing = [key for key in SAVED_ATTRS if key not in attrs]
     if missing:
         raise ValueError(
@@ -198,15 +192,52 @@ def _quiet_unraisable() -> Iterator[None]:
         sys.unraisablehook = previous
 
 
-def _posterior_digest(posterior: xr.Dataset) -> str:
-    """SHA-256 of the posterior draws (names, shapes and float64 values), for :func:`read_fit`."""
+def _dataset_digest(ds: xr.Dataset) -> str:
+    """SHA-256 of a group's variables and coordinates: names, dimensions and values (numbers
+    as float64, anything else as text), as they read back from netCDF."""
     h = hashlib.sha256()
-    for name in sorted(map(str, posterior.data_vars)):
-        values = np.ascontiguousarray(posterior[name].values, dtype=np.float64)
-        h.update(name.encode())
-        h.update(repr(values.shape).encode())
-        h.update(values.tobytes())
+    for name in sorted(map(str, ds.variables)):
+        var = ds.variables[name]
+        values = np.asarray(var.values)
+        h.update(f"{name}{var.dims}{values.shape}".encode())
+        if values.dtype.kind in "biuf":
+            h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        else:
+            h.update("\x00".join(map(str, values.ravel())).encode())
     return h.hexdigest()
+
+
+def _group_digests(tree: Any) -> dict[str, str]:
+    """{group path: digest} for every group of the tree but the root."""
+    return {
+        node.path: _dataset_digest(node.to_dataset(inherit=False))
+        for node in tree.subtree
+        if node.path != "/"
+    }
+
+
+def _check_digests(path: Path, tree: Any, saved: Any) -> None:
+    """Refuse a tree whose groups are not those, with those values, that save wrote."""
+    try:
+        expected = json.loads(saved)
+    except (TypeError, ValueError):
+        expected = None
+    if not isinstance(expected, dict) or "/posterior" not in expected:
+        raise ValueError(
+            f"{path}: the checksums of its groups are missing or damaged; the file was "
+            "modified after it was saved: restore it or refit."
+        )
+    found = _group_digests(tree)
+    for group in sorted(set(expected) | set(found)):
+        if expected.get(group) != found.get(group):
+            what = (
+                "is missing" if group not in found else "was added" if group not in expected else ""
+            )
+            raise ValueError(
+                f"{path}: the values of group {group.lstrip('/')!r} do not match the checksum "
+                f"written with them{' (the group ' + what + ')' if what else ''}; the file was "
+                "modified after it was saved: restore it or refit."
+            )
 
 
 def _drop_object_variables(tree: Any) -> None:

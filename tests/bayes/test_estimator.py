@@ -568,3 +568,39 @@ def test_diagnose_uses_the_fit_s_own_data_and_spec(fitted, data, tmp_path, capsy
     assert main([*run, "--spec", "mfa-2layer", "--out", str(tmp_path / "d")]) == 2
     assert "fitted with spec 'custom'" in capsys.readouterr().err
     assert not (tmp_path / "c" / "diagnostics.json").exists()
+
+
+def test_load_refuses_a_change_in_any_group(fitted, data, tmp_path):
+    _, X, _ = data
+    path = fitted.save(tmp_path / "fit.nc")
+    BayesianDeepGaussianMixture.load(path)  # the saved file itself loads
+    # 64 bytes XOR-ed in the stored observations (their float64 bytes, found in the file)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(np.ascontiguousarray(X).tobytes()[:64])
+    assert at > 0
+    for i in range(at + 8, at + 72):
+        raw[i] ^= 0x5A
+    xored = tmp_path / "xored.nc"
+    xored.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"xored.nc: the values of group 'observed_data' do not"):
+        BayesianDeepGaussianMixture.load(xored)
+    # a changed label probability, a deleted group, each through xarray
+    with xr.open_datatree(path, engine="h5netcdf") as opened:
+        tree = opened.load()
+    groups = [g for g in tree.children if g != "posterior"]
+    assert {"observed_data", "sample_stats", "labels"} <= set(groups)
+    for group in groups:
+        changed = tree.copy()
+        ds = changed[group].to_dataset()
+        name = next(n for n in ds.data_vars if ds[n].dtype.kind == "f")
+        ds[name] = ds[name] + 1e-9
+        changed[group] = ds
+        target = tmp_path / f"{group}.nc"
+        changed.to_netcdf(target, engine="h5netcdf")
+        with pytest.raises(ValueError, match=rf"group '{group}' do not match the checksum"):
+            BayesianDeepGaussianMixture.load(target)
+    dropped = tree.copy()
+    del dropped["labels"]
+    dropped.to_netcdf(tmp_path / "dropped.nc", engine="h5netcdf")
+    with pytest.raises(ValueError, match=r"group 'labels' .*\(the group is missing\)"):
+        BayesianDeepGaussianMixture.load(tmp_path / "dropped.nc")
