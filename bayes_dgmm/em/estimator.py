@@ -327,6 +327,15 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 f"X has n_samples={X.shape[0]}; at least {needed} are needed for "
                 f"n_components={comps}; pass more rows or fewer components."
             )
+        n_paths = math.prod(comps)
+        if X.shape[0] < 2 * n_paths:
+            # fewer rows than two per path: components sit on single points and the
+            # likelihood grows without bound, a fit that converges to nothing
+            raise ValueError(
+                f"X has n_samples={X.shape[0]}, fewer than two per path of n_components="
+                f"{comps} ({n_paths} paths): the fit would be degenerate; pass at least "
+                f"{2 * n_paths} rows or fewer components."
+            )
         check_not_constant(X)
         if isinstance(self.init, DGMMParams) and (
             self.init.n_components != comps
