@@ -208,9 +208,9 @@ def compare_methods(
 
     tick()
     for method in order:  # the stored units: nothing to run
-        unit = units[method]
-        if store.done(unit.key) and (unit.fit_file is None or unit.fit_file.is_file()):
-            finished[method] = store.load(unit.key)
+        row = _stored_row(store, units[method], X.shape[0], spec.n_paths)
+        if row is not None:
+            finished[method] = row
             tick()
     common = dict(
         X=X, spec=spec, labels=labels, budget=budget, random_state=random_state, store=store
@@ -346,6 +346,62 @@ def _run_unit(
     row["paths"] = result.paths.tolist()
     store.save(unit.key, {**row, "inputs_sha256": unit.digest})
     return row
+
+
+#: The fields of a stored row and their types (``paths`` is checked on its own).
+ROW_FIELDS: dict[str, tuple[type, ...]] = {
+    "method": (str,),
+    "converged": (bool,),
+    "evidence": (str,),
+    "log_likelihood": (int, float),
+    "bic": (int, float),
+    "seconds": (int, float),
+    "n_runs": (int,),
+    "n_modes": (int,),
+    "occupied_paths": (int,),
+    "empty_paths": (int,),
+}
+
+
+def _stored_row(store: RunStore, unit: _Unit, n_samples: int, n_paths: int) -> dict | None:
+    """The stored row of ``unit``, or None when there is none or it is damaged (then it is
+    recomputed, with a warning): a row of another method or inputs, a field missing or of
+    the wrong type, paths that are not one path number per observation."""
+    if not store.done(unit.key) or (unit.fit_file is not None and not unit.fit_file.is_file()):
+        return None
+    try:
+        row = store.load(unit.key)
+    except (OSError, ValueError, TypeError) as exc:
+        problem = str(exc)
+    else:
+        problem = _row_problem(row, unit, n_samples, n_paths)
+        if not problem:
+            return row
+    log.warning(
+        "compare: the stored %s run %s is damaged (%s); it is recomputed.",
+        unit.method,
+        store.path(unit.key),
+        problem,
+    )
+    return None
+
+
+def _row_problem(row: Any, unit: _Unit, n_samples: int, n_paths: int) -> str:
+    """What is wrong with a stored row ('' when nothing)."""
+    if row.get("method") != unit.method or row.get("inputs_sha256") != unit.digest:
+        return f"it is not the row of {unit.method!r} on these inputs"
+    for name, types in ROW_FIELDS.items():
+        value = row.get(name)
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            return f"{name}={value!r}"
+    paths = row.get("paths")
+    if not (
+        isinstance(paths, list)
+        and len(paths) == n_samples
+        and all(isinstance(p, int) and 0 <= p < n_paths for p in paths)
+    ):
+        return f"paths is not one path number in 0..{n_paths - 1} per observation"
+    return ""
 
 
 def _run_unit_quietly(

@@ -1,3 +1,4 @@
+import csv
 import json
 import re
 
@@ -308,3 +309,25 @@ def test_compare_into_a_reused_folder_keeps_only_this_call_s_fits(tiny, tmp_path
     assert [r["method"] for r in rows] == ["gmm"]
     assert list((out / "fits").iterdir()) == []
     assert not (out / "rank_map.png").exists()
+
+
+@pytest.mark.parametrize("damage", ["{}", '{"method": "gmm"}', "[1, 2]", "{not json", "paths"])
+def test_a_damaged_stored_row_is_recomputed(tiny, tmp_path, caplog, damage):
+    out = tmp_path / "o"
+    budget = {**BUDGET, "gmm_restarts": 1}
+    (first,) = compare_methods(tiny.X, SPEC, out, methods=["gmm"], budget=budget, n_jobs=1)
+    (record,) = (out / "runs").glob("compare-gmm-*.json")
+    if damage == "paths":  # a valid row whose partition lost an observation
+        row = json.loads(record.read_text())
+        row["paths"] = row["paths"][1:]
+        damage = json.dumps(row)
+    record.write_text(damage)
+    with caplog.at_level("WARNING", logger="bayes_dgmm"):
+        (again,) = compare_methods(tiny.X, SPEC, out, methods=["gmm"], budget=budget, n_jobs=1)
+    assert "is damaged" in caplog.text and "it is recomputed" in caplog.text
+    assert {k: v for k, v in again.items() if k != "seconds"} == {
+        k: v for k, v in first.items() if k != "seconds"
+    }
+    with (out / "comparison.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["method"] == "gmm" and float(row["log_likelihood"]) == first["log_likelihood"]
