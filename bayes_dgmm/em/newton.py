@@ -129,7 +129,77 @@ def _compiled(
             n * (n_features * math.log(2 * math.pi) + logdet) + tr
         )
 
-    return jax.jit(jax.grad(q)), jax.jit(jax.hessian(q))
+    idx, weight_idx = _local_indices(n_components, n_factors, n_features)
+
+    def q_path(local: Any, n: Any, xbar: Any, scatter: Any) -> Any:
+        # one path's Gaussian term of q in the parameters of its components (weights aside)
+        m = jnp.zeros(dims[-1])
+        C = jnp.eye(dims[-1])
+        end = local.shape[0]
+        for l in reversed(range(L)):
+            D, R = dims[l], dims[l + 1]
+            start = end - (D + D * R + D)
+            eta = local[start : start + D]
+            lam = local[start + D : start + D + D * R].reshape(D, R)
+            psi = jnp.exp(local[start + D + D * R : end])
+            end = start
+            m = eta + lam @ m
+            C = lam @ C @ lam.T + jnp.diag(psi)
+        chol = jnp.linalg.cholesky(C)
+        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+        d = xbar - m
+        M = scatter + n * jnp.outer(d, d)
+        tr = jnp.trace(cho_solve((chol, True), M))
+        return -0.5 * (n * (n_features * math.log(2 * math.pi) + logdet) + tr)
+
+    def q_weights(logw: Any, n: Any) -> Any:
+        log_w = jnp.zeros(table.shape[0])
+        i = 0
+        for l in range(L):
+            G = n_components[l]
+            lw = logw[i : i + G]
+            i += G
+            log_w = log_w + (lw - jax.scipy.special.logsumexp(lw))[table[:, l]]
+        return jnp.sum(n * log_w)
+
+    def hessian(theta: Any, n: Any, xbar: Any, scatter: Any) -> Any:
+        # q is a sum of one term per path, each in the few hundred parameters of the path's
+        # components, and of the weights' term: their Hessians, scattered into place, cost a
+        # fraction of differentiating q whole (jax.hessian(q)) in all its parameters
+        local = jax.vmap(jax.hessian(q_path))(theta[idx], n, xbar, scatter)
+        K = theta.shape[0]
+        H = jnp.zeros((K, K)).at[idx[:, :, None], idx[:, None, :]].add(local)
+        hw = jax.hessian(q_weights)(theta[weight_idx], n)
+        return H.at[weight_idx[:, None], weight_idx[None, :]].add(hw)
+
+    return jax.jit(jax.grad(q)), jax.jit(hessian)
+
+
+def _local_indices(
+    n_components: tuple[int, ...], n_factors: tuple[int, ...], n_features: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Positions in the :func:`bayes_dgmm.em.driver.pack` vector of every path's parameters
+    (per layer, bottom up: ``eta``, ``Lambda``, ``log psi`` of the path's component), shape
+    (P, M), and of the log weights of every layer."""
+    table = path_table(n_components)
+    dims = (n_features, *n_factors)
+    per_path: list[list[NDArray[np.intp]]] = [[] for _ in range(table.shape[0])]
+    weights: list[NDArray[np.intp]] = []
+    i = 0
+    for l, G in enumerate(n_components):
+        D, R = dims[l], dims[l + 1]
+        weights.append(np.arange(i, i + G))
+        i += G
+        eta0, lam0, psi0 = i, i + G * D, i + G * D + G * D * R
+        i = psi0 + G * D
+        for p, g in enumerate(table[:, l]):
+            per_path[p] += [
+                np.arange(eta0 + g * D, eta0 + (g + 1) * D),
+                np.arange(lam0 + g * D * R, lam0 + (g + 1) * D * R),
+                np.arange(psi0 + g * D, psi0 + (g + 1) * D),
+            ]
+    idx = np.array([np.concatenate(parts) for parts in per_path], dtype=np.intp)
+    return idx, np.concatenate(weights).astype(np.intp)
 
 
 def _statistics(X: Array, resp: Array) -> tuple[Array, Array, Array]:
