@@ -270,7 +270,8 @@ def _first_clause(text: str) -> str:
 
 
 def _fit(args: argparse.Namespace) -> dict[str, Any]:
-    from bayes_dgmm.experiments.compare import plot_comparison, summarise
+    from bayes_dgmm.experiments.compare import summarise
+    from bayes_dgmm.experiments.compare_report import plot_comparison
     from bayes_dgmm.experiments.report import (
         Report,
         markdown_table,
