@@ -28,22 +28,13 @@ from bayes_dgmm.model.density import LOG_2PI
 from bayes_dgmm.model.names import n_named_layers
 from bayes_dgmm.model.params import DGMMParams
 from bayes_dgmm.model.paths import path_table
+from bayes_dgmm.model.priors import PRIOR_DEFAULTS as PRIOR_DEFAULTS
+from bayes_dgmm.model.priors import resolve_priors
 from bayes_dgmm.model.simulate import simulate
 from bayes_dgmm.model.spec import DGMMSpec
 
 Array = NDArray[np.float64]
 
-
-PRIOR_DEFAULTS: dict[str, float] = {
-    "pi_alpha": 1.0,
-    "eta_1_scale": 1.0,
-    "eta_scale": 10.0,
-    "Lambda_1_scale": 3.0,
-    "Lambda_scale": 5.0,
-    "psi_1_scale": 1e-3,
-    "psi_scale": 1.0,
-    "psi_log_sd": 5.0,
-}
 
 #: Differentiate the quadratic form with the ridge coefficients held fixed (exact at their
 #: optimum); False differentiates through the solves (kept for tests and comparisons).
@@ -90,35 +81,6 @@ def latent_second_moment(
         m = hyper["eta_scale"] ** 2 * (1 - 1 / g) + hyper["Lambda_scale"] ** 2 * r * m
         m += hyper["psi_scale"]
     return float(m)
-
-
-def resolve_priors(
-    spec_priors: Mapping[str, Any] | None = None, priors: Mapping[str, Any] | None = None
-) -> dict[str, float]:
-    """Defaults, overridden by the spec's ``[priors]`` table, overridden by ``priors``.
-
-    Raises
-    ------
-    ValueError
-        On an unknown key or a non-positive value.
-    """
-    out = dict(PRIOR_DEFAULTS)
-    for source, table in (("spec [priors]", spec_priors), ("priors", priors)):
-        for key, value in (table or {}).items():
-            if key not in PRIOR_DEFAULTS:
-                raise ValueError(
-                    f"{source} has unknown key {key!r}; valid keys: {sorted(PRIOR_DEFAULTS)}."
-                )
-            try:
-                val = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{source}[{key!r}] = {value!r} is not a number; give a positive float."
-                ) from None
-            if not (math.isfinite(val) and val > 0):
-                raise ValueError(f"{source}[{key!r}] = {value!r}; it must be a positive number.")
-            out[key] = val
-    return out
 
 
 def check_constraint(constraint: str | None) -> str | None:

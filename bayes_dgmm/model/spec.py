@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bayes_dgmm.model.priors import resolve_priors
+
 SPEC_FORMAT = 1
+#: The keys of a spec file, of its [architecture] table and of its [fit] table (the EM
+#: start of the Bayesian fits).
+SPEC_KEYS = ("format", "name", "description", "architecture", "priors", "fit")
+ARCH_KEYS = ("n_components", "n_factors", "n_features")
+FIT_KEYS = ("n_init", "max_iter")
 
 
 def validate_architecture(
@@ -104,8 +111,9 @@ class DGMMSpec:
     n_features : int, optional
         Number of observed features J the spec is meant for.
     priors, fit : mapping
-        Prior overrides for the Bayesian model and default fit settings; free-form tables
-        read by the estimators that use them.
+        Prior scales of the Bayesian model (keys of
+        :data:`~bayes_dgmm.model.priors.PRIOR_DEFAULTS`) and ``n_init``/``max_iter`` of the
+        EM that starts the Bayesian fits; unknown keys and bad values are refused at once.
     """
 
     n_components: tuple[int, ...]
@@ -117,6 +125,22 @@ class DGMMSpec:
     fit: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        nf = self.n_features
+        if nf is not None and (isinstance(nf, bool) or not isinstance(nf, numbers.Integral)):
+            raise TypeError(
+                f"n_features={nf!r} is not an integer; give the number of columns, e.g. "
+                "n_features = 5 (no quotes in TOML)."
+            )
+        for name in ("priors", "fit"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise TypeError(f"{name}={getattr(self, name)!r} is not a table of settings.")
+        resolve_priors(self.priors)  # unknown keys and bad values: before any work
+        unknown = sorted(set(self.fit) - set(FIT_KEYS))
+        if unknown:
+            raise ValueError(f"[fit] has unknown key {unknown[0]!r}; valid keys: {list(FIT_KEYS)}.")
+        for key, value in self.fit.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"[fit] {key} = {value!r}; give a whole number >= 1.")
         comps, facts = validate_architecture(self.n_components, self.n_factors, self.n_features)
         object.__setattr__(self, "n_components", comps)
         object.__setattr__(self, "n_factors", facts)
@@ -169,15 +193,24 @@ class DGMMSpec:
                 f"{source}: needs an [architecture] table with n_components and n_factors, "
                 f"got {arch!r}."
             )
-        return cls(
-            n_components=arch["n_components"],
-            n_factors=arch["n_factors"],
-            n_features=arch.get("n_features"),
-            name=str(data.get("name", "custom")),
-            description=str(data.get("description", "")),
-            priors=dict(data.get("priors", {})),
-            fit=dict(data.get("fit", {})),
-        )
+        for table, keys, valid in (("", data, SPEC_KEYS), ("[architecture] ", arch, ARCH_KEYS)):
+            unknown = sorted(set(keys) - set(valid))
+            if unknown:
+                raise ValueError(
+                    f"{source}: {table}has unknown key {unknown[0]!r}; valid keys: {list(valid)}."
+                )
+        try:
+            return cls(
+                n_components=arch["n_components"],
+                n_factors=arch["n_factors"],
+                n_features=arch.get("n_features"),
+                name=str(data.get("name", "custom")),
+                description=str(data.get("description", "")),
+                priors=data.get("priors", {}),
+                fit=data.get("fit", {}),
+            )
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{source}: {exc}") from None
 
     def to_toml(self) -> str:
         """The spec as TOML text, readable by :func:`load_spec`."""
@@ -210,7 +243,11 @@ def load_spec(name_or_path: str | Path) -> DGMMSpec:
             )
         path = found[0]
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc}); fix the file.") from None
     return DGMMSpec.from_dict(data, source=str(path))
