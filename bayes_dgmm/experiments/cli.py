@@ -30,7 +30,7 @@ import numpy as np
 from bayes_dgmm._io import atomic_write, atomic_write_text
 from bayes_dgmm._version import __version__
 from bayes_dgmm.experiments.benchmark import BENCH_METHODS, REAL_DATA
-from bayes_dgmm.experiments.cli_io import Progress, fit_data, read_data
+from bayes_dgmm.experiments.cli_io import Progress, check_memory, fit_data, read_data
 from bayes_dgmm.experiments.cli_out import check_out, out_folder
 from bayes_dgmm.experiments.datasets import icbinb_like_params, load_icbinb
 from bayes_dgmm.experiments.methods import (
@@ -96,6 +96,8 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
             f"--n-features={args.n_features}, but spec {spec.name!r} fixes n_features={fixed}; "
             "drop --n-features or use a spec without n_features."
         )
+    width = (args.n_features or spec.n_features or spec.n_factors[0] + 2) + spec.n_layers + 1
+    check_memory(args.n_samples, width, f"--n-samples={args.n_samples}")
     rng = np.random.default_rng(args.seed)
     if spec.name == "icbinb-sec3":
         params = icbinb_like_params(rng)
@@ -325,6 +327,7 @@ def _benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     from bayes_dgmm.experiments.benchmark import run_benchmark
     from bayes_dgmm.experiments.report import markdown_table
 
+    check_out(args, ["benchmark.csv", "summary.csv", "report.md"])
     rows = run_benchmark(
         args.out,
         data=args.datasets,
@@ -527,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_POSITIVE, default=10, help="seeds 0..SEEDS-1 per method")
     p.add_argument("--advi-iterations", type=_POSITIVE, default=10000, help="most ADVI iterations")
     p.add_argument("--out", type=out_folder, required=True, help="output folder")
+    _overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=_benchmark)
 
@@ -634,6 +638,34 @@ def _one_line_warnings(command: str) -> Any:
     return show
 
 
+#: Commands that keep every finished run on disk and resume from them.
+RESUMABLE = ("reproduce", "compare", "benchmark")
+
+
+def _after_interrupt(command: str) -> str:
+    """What an interrupted command leaves behind, in a few words."""
+    if command.split()[-1] in RESUMABLE:
+        return "its finished runs are saved; rerun the same command to resume."
+    return "its results were not written (files already in --out are as they were)."
+
+
+def _unraisable_interrupt(previous: Any) -> Any:
+    """``sys.unraisablehook`` that passes a Ctrl-C raised where Python cannot raise it (a
+    garbage-collector callback, such as JAX's) on to the main thread, without the "Exception
+    ignored" traceback; everything else goes to ``previous``."""
+    import _thread
+    import threading
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # raised here it would be ignored again: delivered once the hook has returned
+            threading.Timer(0.05, _thread.interrupt_main).start()
+            return
+        previous(unraisable)
+
+    return hook
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # run the clean-up of a Ctrl-C (temporary files, workers)
 
@@ -680,7 +712,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread
         previous = None
-    show_warning = warnings.showwarning
+    show_warning, unraisable = warnings.showwarning, sys.unraisablehook
+    sys.unraisablehook = _unraisable_interrupt(unraisable)
     try:
         parser = build_parser()
         try:
@@ -701,11 +734,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _scheduler(getattr(args, "scheduler", None)):
             args.func(args)
     except KeyboardInterrupt:
-        print(
-            f"{command}: interrupted; finished runs are saved, rerun to resume.",
-            file=sys.stderr,
-        )
+        print(f"{command}: interrupted; {_after_interrupt(command)}", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(
+            f"{command}: error: out of memory; use less data or smaller settings.", file=sys.stderr
+        )
+        return 2
     except _NotAllRun as exc:
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 1
@@ -713,7 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
     finally:
-        warnings.showwarning = show_warning
+        warnings.showwarning, sys.unraisablehook = show_warning, unraisable
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0

@@ -9,6 +9,7 @@ import argparse
 import csv
 import io
 import itertools
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -173,6 +174,8 @@ def _check_cells(rows: list[tuple[int, list[str]]], where: str, hint: str) -> No
                 )
             if kind == "text":
                 comma = "; write decimals with a point" if "," in cell else ""
+                if len(cell.split()) > 1 and all(_number(c) for c in cell.split()):
+                    comma = "; separate cells by commas, tabs or semicolons, not spaces"
                 raise ValueError(
                     f"{where}: cell {cell!r} at row {r} (line {line} of the file), column {j} "
                     f"is not a number; clean the file (only numbers, one header row at "
@@ -216,6 +219,34 @@ def load_csv(path: Path, *, name: str = "--data", header: str = "auto") -> np.nd
     return read_table(path, name=name, header=header).values
 
 
+_LAYER = re.compile(r"\s*layer[\s_-]*(\d+)\s*", re.IGNORECASE)
+
+
+def _layer_columns(labels: np.ndarray, header: list[str] | None, n_layers: int, where: str):
+    """The (N, L) layer columns of a labels table: by their header names (layer1 or
+    layer_1, any order, as `simulate` and `fit` write them; other columns such as path
+    ignored), else the first L columns of L or L + 1."""
+    named = {}
+    for j, name in enumerate(header or []):
+        if m := _LAYER.fullmatch(name):
+            named[int(m.group(1))] = j
+    if named:
+        wanted = list(range(1, n_layers + 1))
+        if sorted(named) != wanted:
+            raise ValueError(
+                f"{where} names the layer columns {sorted(named)}; the spec has layers "
+                f"{wanted}: give one column per layer."
+            )
+        return labels[:, [named[l] for l in wanted]]
+    if labels.shape[1] == n_layers + 1:  # layer columns, then the path
+        labels = labels[:, :n_layers]
+    if labels.shape[1] != n_layers:
+        raise ValueError(
+            f"{where} has {labels.shape[1]} columns; expected one per layer ({n_layers})."
+        )
+    return labels
+
+
 def read_labels(path: Path, X: np.ndarray, spec: Any) -> np.ndarray:
     """--labels as 0-based (N, L) ints, checked against --data and the spec."""
     where = f"--labels={str(path)!r}"
@@ -241,14 +272,7 @@ def read_labels(path: Path, X: np.ndarray, spec: Any) -> np.ndarray:
             f"{where} has {lab.shape[0]} rows but --data has {X.shape[0]}; give one label "
             "row per observation."
         )
-    labels = lab.astype(np.intp)
-    # a labels.csv written by `bayes-dgmm simulate` has 1-based layer columns and a path
-    if labels.shape[1] == spec.n_layers + 1:
-        labels = labels[:, : spec.n_layers]
-    if labels.shape[1] != spec.n_layers:
-        raise ValueError(
-            f"{where} has {labels.shape[1]} columns; expected one per layer ({spec.n_layers})."
-        )
+    labels = _layer_columns(lab.astype(np.intp), table.header, spec.n_layers, where)
     base = 1 if labels.min() == 1 else 0
     labels = labels - base
     for l, G in enumerate(spec.n_components):
@@ -288,6 +312,11 @@ def read_data(args: argparse.Namespace, *, fitting: bool = True) -> tuple[Any, A
             f"read {X.shape[0]} rows and {X.shape[1]} columns from {args.data} "
             f"({kept}, {sep}-separated)"
         )
+    if X.shape[1] == 1:
+        raise ValueError(
+            f"--data={str(args.data)!r} has a single column; a DGMM needs two features or "
+            "more (if the file has more, separate its cells by commas, tabs or semicolons)."
+        )
     if fitting:
         check_not_constant(X, name=f"--data={str(args.data)!r}")
     spec = load_spec(args.spec)
@@ -320,6 +349,21 @@ def fit_data(args: argparse.Namespace, est: Any) -> tuple[np.ndarray, np.ndarray
     if getattr(args, "labels", None) is not None:
         labels = read_labels(args.labels, X, est.spec_)
     return X, labels
+
+
+def check_memory(n_rows: int, n_cols: int, option: str) -> None:
+    """Refuse, before any work, a table of ``n_rows`` x ``n_cols`` float64 cells (times 4,
+    for the copies a simulation makes) that needs more than this machine's memory."""
+    need = 4 * 8 * n_rows * n_cols
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have:
+        raise ValueError(
+            f"{option}: {n_rows} rows of {n_cols} values need about {need / 2**30:.0f} GiB, "
+            f"more than this machine's {have / 2**30:.0f} GiB; ask for fewer rows."
+        )
 
 
 class Progress:

@@ -67,6 +67,11 @@ def validate_architecture(
                 f"n_factors={facts} is not strictly decreasing ({left} then {right}); each "
                 "layer must have fewer latent dimensions than the one below it."
             )
+    if n_features == 1:
+        raise ValueError(
+            "the data have a single feature; a DGMM needs two or more (its layer 1 has "
+            "fewer factors than features, and at least one)."
+        )
     if n_features is not None and facts[0] >= n_features:
         raise ValueError(
             f"n_factors={facts} starts at {facts[0]}, not below the number of features "
