@@ -284,6 +284,7 @@ def run_em(
     tol: float = 1e-3,
     accelerate: bool = False,
     certify: bool = True,
+    handover: bool = False,
     label: str = "",
     verbose: int = 0,
 ) -> EMResult:
@@ -309,6 +310,9 @@ def run_em(
         steps when the last iterations cannot (accelerated or too few); with
         ``stopping="fixed"`` these steps are not kept, so the run has exactly ``max_iter``
         iterations
+    handover : with acceleration and ``stopping="aitken"``, end the run at the first Aitken
+        probe that finds the EM crawling (an estimated remaining gain above ``tol * N``),
+        unconverged, for a faster method to finish (:mod:`bayes_dgmm.em.newton`)
     label, verbose : logging (``verbose >= 2``: one line per iteration)
 
     Returns
@@ -395,6 +399,8 @@ def run_em(
                 if remaining <= tol * n_samples:
                     converged = True
                     break
+                if handover:
+                    break
         elif _should_stop_plain(state.history, stopping, tol, n_samples):
             converged = True
             if stopping == "aitken":
@@ -406,7 +412,7 @@ def run_em(
         converged = (converged or _stationary(state.history)) and failure is None
     elif stopping == "deepgmm" or failure is not None:
         converged = converged and failure is None
-    elif not (stopping == "aitken" and converged):
+    elif not (stopping == "aitken" and converged) and not (handover and last_probe):
         if certify:
             # the run stopped by another rule (or at max_iter): measure where it stands;
             # the probe's steps are not kept, so the run never exceeds max_iter

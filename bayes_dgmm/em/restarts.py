@@ -119,6 +119,7 @@ def _iterate(
     restart: int,
     max_iter: int,
     certify: bool = True,
+    handover: bool = False,
 ) -> EMResult:
     if s.algorithm == "exact":
         step = exact_step(
@@ -138,6 +139,7 @@ def _iterate(
             tol=s.tol,
             accelerate=accelerate,
             certify=certify and s.algorithm == "exact",
+            handover=handover,
             label=f"restart {restart}",
             verbose=s.verbose,
         )
@@ -206,7 +208,17 @@ def run_restart(
     with threadpool_limits(1):
         rng = np.random.default_rng(seed)
         params = _starting_values(X, s, rng)
-        result = _iterate(X, params, s, rng, restart, max_iter, certify=max_iter == s.max_iter)
+        final = max_iter == s.max_iter
+        result = _iterate(
+            X,
+            params,
+            s,
+            rng,
+            restart,
+            max_iter,
+            certify=final,
+            handover=final and newton_applies(s, params),
+        )
     if max_iter == s.max_iter:
         result = finish(X, result, s, restart)
     _log_restart(s, restart, result)
@@ -217,7 +229,13 @@ def continue_restart(X: Array, first: EMResult, s: Settings, restart: int) -> EM
     """Run a screened restart on to convergence; its history continues the first phase's."""
     with threadpool_limits(1):
         rest = _iterate(
-            X, first.params, s, np.random.default_rng(0), restart, s.max_iter - first.n_iter
+            X,
+            first.params,
+            s,
+            np.random.default_rng(0),
+            restart,
+            s.max_iter - first.n_iter,
+            handover=newton_applies(s, first.params),
         )
     rest.log_likelihood = [*first.log_likelihood, *rest.log_likelihood[1:]]
     rest.n_iter = len(rest.log_likelihood) - 1

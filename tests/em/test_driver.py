@@ -9,7 +9,14 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm import DeepGaussianMixture, DGMMParams
-from bayes_dgmm.em.driver import AITKEN_BLOCK, AITKEN_BLOCKS, aitken_remaining, pack, unpack
+from bayes_dgmm.em.driver import (
+    AITKEN_BLOCK,
+    AITKEN_BLOCKS,
+    aitken_remaining,
+    pack,
+    run_em,
+    unpack,
+)
 from bayes_dgmm.em.estep import e_step, layer_slices, path_model, path_statistics
 from bayes_dgmm.em.exact import exact_step
 from bayes_dgmm.em.expansion import (
@@ -213,6 +220,22 @@ def test_a_crawl_is_not_called_converged_and_the_default_converges():
     assert default.converged_ and default.remaining_ <= 1e-3 * X.shape[0]
     assert default.lower_bound_ >= truth.score(X)
     assert default.lower_bound_ > crawl.lower_bound_ + 10.0
+
+
+def test_a_handover_ends_the_em_at_its_first_crawling_probe():
+    """With handover the accelerated EM stops, unconverged, at the first Aitken probe that
+    finds a crawl (for the Newton finish); without it the same run goes on."""
+    X, _, start = _tiny_noise_problem()
+    step = exact_step(X, reg_psi=1e-10, expand=False)
+    kw = dict(n_samples=X.shape[0], max_iter=400, tol=1e-4, accelerate=True)
+    handed = run_em(step, start, handover=True, **kw)
+    full = run_em(step, start, **kw)
+    assert not handed.converged and handed.failure is None
+    assert handed.remaining > 1e-4 * X.shape[0]  # the probe's own crawl estimate
+    assert handed.n_iter < full.n_iter
+    # the first iterations are the same run
+    k = handed.n_iter + 1
+    np.testing.assert_allclose(handed.log_likelihood, full.log_likelihood[:k], rtol=1e-12)
 
 
 def test_screened_restarts_keep_the_best_and_run_it_to_convergence():
