@@ -52,6 +52,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     host are removed.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{str(path)!r} is a folder; give the path of a file to write (in that folder)."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(path)
     try:

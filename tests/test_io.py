@@ -56,3 +56,12 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         atomic_write(tmp_path / "x.csv", fail)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_to_a_folder_names_the_folder_not_a_temporary_file(tmp_path):
+    from bayes_dgmm import DGMMParams
+
+    with pytest.raises(IsADirectoryError, match=r"is a folder; give the path of a file") as info:
+        DGMMParams.random(4, (2,), (1,), random_state=0).to_json(tmp_path)
+    assert str(tmp_path) in str(info.value) and ".tmp" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

@@ -456,6 +456,11 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                     f"moved {drift:.3g} nats from the {STATIONARY_WINDOW} before, z = {z:.2f} "
                     f"(stationary: |z| <= {STATIONARY_Z:g})"
                 )
+                if not math.isfinite(z):
+                    figure = (
+                        f"its stationarity was not measured: {s.max_iter} iterations are "
+                        f"fewer than the {2 * STATIONARY_WINDOW} the test needs"
+                    )
             elif s.algorithm == "stochastic":
                 # its log-likelihood is not monotone, so Aitken's estimate does not apply
                 figure = (
@@ -598,12 +603,9 @@ def select_architecture(
     import pandas as pd
 
     Xa = check_data(X)
+    entries = [_grid_entry(k, entry) for k, entry in enumerate(_grid_list(grid))]
     rows = []
-    for entry in grid:
-        if isinstance(entry, Mapping):
-            comps, facts = entry["n_components"], entry["n_factors"]
-        else:
-            comps, facts = entry
+    for comps, facts in entries:
         est = DeepGaussianMixture(n_components=comps, n_factors=facts, **estimator_kwargs)
         est.fit(Xa)
         rows.append(
@@ -623,3 +625,24 @@ def select_architecture(
     if len(table):
         table["selected"] = table["bic"] == table["bic"].min()
     return table
+
+
+def _grid_list(grid: Any) -> list[Any]:
+    if isinstance(grid, (str, bytes, Mapping)) or not isinstance(grid, Iterable):
+        raise TypeError(
+            f"grid={grid!r} is not a list of architectures; give e.g. "
+            "[((3, 2), (2, 1)), ((2, 2), (2, 1))]."
+        )
+    return list(grid)
+
+
+def _grid_entry(k: int, entry: Any) -> tuple[Any, Any]:
+    """The (n_components, n_factors) of grid entry ``k``, or a clear error."""
+    if isinstance(entry, Mapping) and {"n_components", "n_factors"} <= set(entry):
+        return entry["n_components"], entry["n_factors"]
+    if not isinstance(entry, Mapping) and isinstance(entry, Sequence) and len(entry) == 2:
+        return entry[0], entry[1]
+    raise ValueError(
+        f"grid[{k}]={entry!r} is not an architecture; give a pair (n_components, n_factors), "
+        "e.g. ((3, 2), (2, 1)), or a mapping with those two keys."
+    )

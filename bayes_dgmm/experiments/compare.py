@@ -103,6 +103,11 @@ def convergence_evidence(result: MethodResult) -> str:
         criterion = est.criterion_
         if criterion == "stationary":
             drift, z = stationary_drift(est.history_.log_likelihood)
+            if not (np.isfinite(drift) and np.isfinite(z)):
+                return (
+                    f"stationary: not measured, {est.n_iter_} its are fewer than the "
+                    f"{2 * STATIONARY_WINDOW} the test needs"
+                )
             return (
                 f"stationary: last {STATIONARY_WINDOW} its' mean moved {drift:.0f} nats, "
                 f"z = {z:.1f} (within ±{STATIONARY_Z:g}) after {est.n_iter_} its"

@@ -560,28 +560,29 @@ class DGMMParams:
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> DGMMParams:
         """Read parameters from JSON text or a file written by :meth:`to_json`."""
+        path: Path | None = None
         if isinstance(text_or_path, Path):
-            text = _read_params_file(text_or_path)
+            path = text_or_path
         elif not isinstance(text_or_path, str):
             raise TypeError(
                 f"text_or_path={text_or_path!r} is neither JSON text nor a path; pass the "
                 "text written by to_json or the path of its file."
             )
-        elif text_or_path.lstrip().startswith("{"):
-            text = text_or_path
+        elif text_or_path.lstrip("\ufeff \t\r\n").startswith("{"):
+            pass  # JSON text
         elif Path(text_or_path).is_file():
-            text = _read_params_file(Path(text_or_path))
+            path = Path(text_or_path)
         else:
             try:
                 json.loads(text_or_path)
             except json.JSONDecodeError:
-                text = _read_params_file(Path(text_or_path))
-            else:
-                text = text_or_path  # JSON, but not an object: from_dict says so
+                path = Path(text_or_path)  # not JSON: the path of a file
+        text = _read_params_file(path) if path is not None else text_or_path.lstrip("\ufeff")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"not valid JSON ({exc}); the file may be truncated.") from None
+            where = f"text_or_path={str(path)!r} is " if path is not None else ""
+            raise ValueError(f"{where}not valid JSON ({exc}); the file may be truncated.") from None
         return cls.from_dict(data)
 
     def __eq__(self, other: object) -> bool:
@@ -631,7 +632,13 @@ def _read_params_file(path: Path) -> str:
             f"text_or_path={str(path)!r}: no such file, and not JSON text; give the path of a "
             "file written by DGMMParams.to_json or its text."
         )
-    return path.read_text()
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"text_or_path={str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "give a file written by DGMMParams.to_json."
+        ) from None
 
 
 def _rebuild(pi: Any, eta: Any, Lambda: Any, psi: Any) -> DGMMParams:

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm import DGMMParams
 from bayes_dgmm.experiments.cli import main
@@ -331,3 +332,17 @@ def test_a_damaged_stored_row_is_recomputed(tiny, tmp_path, caplog, damage):
     with (out / "comparison.csv").open() as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["method"] == "gmm" and float(row["log_likelihood"]) == first["log_likelihood"]
+
+
+def test_stochastic_em_too_short_to_test_says_not_measured(tiny):
+    from bayes_dgmm.experiments.compare import summarise
+
+    budget = {**BUDGET, "sem_max_iter": 10, "em_restarts": 1}
+    result = run_method("stochastic", tiny.X, SPEC, budget=budget)
+    row = summarise(result, SPEC)
+    assert row["converged"] is False
+    assert (
+        row["evidence"] == "stationary: not measured, 10 its are fewer than the 50 the test needs"
+    )
+    with pytest.warns(ConvergenceWarning, match=r"not measured: 10 iterations are fewer than"):
+        run_method("stochastic", tiny.X, SPEC, budget=budget)
