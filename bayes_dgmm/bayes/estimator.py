@@ -39,6 +39,7 @@ import pymc as pm
 import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
+from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval, StrOptions
 from threadpoolctl import threadpool_limits
 
@@ -201,15 +202,7 @@ class BayesianDeepGaussianMixture:
             ``batch_size`` (ADVI only): minibatch ADVI, the likelihood of ``batch_size``
             random rows per iteration scaled to N (``pm.Minibatch``), for large N.
         """
-        check_method(method)
-        check_method_kwargs(method, method_kwargs)
-        check_declared(
-            self._parameter_constraints,
-            {name: getattr(self, name) for name in self._parameter_constraints},
-            type(self).__name__,
-        )
-        Xa = check_data(X, min_samples=2)
-        check_not_constant(Xa)
+        Xa = self._check_fit_inputs(X, method, method_kwargs)
         check_feature_names(self, None, reset=True)  # set after the fit's own predictions
         names = feature_names(X)
         spec = _architecture_spec(self.n_components, self.n_factors, Xa.shape[1], self._spec)
@@ -250,6 +243,25 @@ class BayesianDeepGaussianMixture:
         )
         logger.info("method=%r took %.1f s (%.1f s compiling)", method, seconds, compiling.seconds)
         return self
+
+    def _check_fit_inputs(self, X: ArrayLike, method: str, method_kwargs: dict) -> Array:
+        """The checks of :meth:`fit` that come before any work; returns X as an array."""
+        check_method(method)
+        check_method_kwargs(method, method_kwargs)
+        check_declared(
+            self._parameter_constraints,
+            {name: getattr(self, name) for name in self._parameter_constraints},
+            type(self).__name__,
+        )
+        Xa = check_data(X, min_samples=2)
+        check_not_constant(Xa)
+        batch = method_kwargs.get("batch_size")
+        if batch is not None and int(batch) >= Xa.shape[0]:
+            raise ValueError(
+                f"batch_size={batch} is not below the {Xa.shape[0]} rows of X; drop "
+                "batch_size to fit all the rows, or give a smaller batch."
+            )
+        return Xa
 
     def _run(self, method: str, model: Any, start: Any, kw: dict[str, Any]) -> Any:
         seed, bar = self.random_seed, self.progressbar
@@ -309,7 +321,7 @@ class BayesianDeepGaussianMixture:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "idata_"):
-            raise RuntimeError(
+            raise NotFittedError(
                 "This BayesianDeepGaussianMixture is not fitted yet; call fit(X) or load(path)."
             )
 

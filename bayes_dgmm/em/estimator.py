@@ -511,7 +511,8 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
                 named = ", ".join(f"layer {l} component {g}" for l, g in where)
                 warnings.warn(
                     f"{kind} components ({named}): {why}; they kept their previous "
-                    f"parameters. Reduce {what} or try more restarts (n_init).",
+                    f"parameters. Reduce {what} or try more restarts (n_init). Layers are "
+                    "counted from 1 and components from 0, as predict(X, layer) labels them.",
                     ConvergenceWarning,
                     stacklevel=3,
                 )

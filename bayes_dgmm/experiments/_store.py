@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -108,16 +109,19 @@ class RunStore:
 
 
 def _run_one(
-    key: str, fn: Callable[..., Mapping[str, Any]], kwargs: Mapping[str, Any]
-) -> tuple[str, dict[str, Any]]:
+    key: str, fn: Callable[..., Mapping[str, Any]], kwargs: Mapping[str, Any], filters: list
+) -> tuple[str, dict[str, Any], list[Any]]:
     """One run in a worker. It returns its result and the parent writes it, so a worker
-    left behind by a killed parent never writes into the store."""
+    left behind by a killed parent never writes into the store; its warnings, under the
+    parent's filters, are returned for the parent to show as its own would be (a worker's
+    own display adds the source line of the code that warned)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1):
+    with threadpool_limits(1), warnings.catch_warnings(record=True) as caught:
+        warnings.filters[:] = filters
         result = dict(fn(**kwargs))
     result.setdefault("key", key)
-    return key, result
+    return key, result, list(caught)
 
 
 def run_all(
@@ -153,9 +157,12 @@ def run_all(
     if progress is not None:
         progress(finished, total)
     if todo:
-        jobs = (delayed(_run_one)(k, fn, kw) for k, kw in todo)
-        for key, result in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+        filters = list(warnings.filters)
+        jobs = (delayed(_run_one)(k, fn, kw, filters) for k, kw in todo)
+        for key, result, caught in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
             store.save(key, result)  # each finished run on disk at once
+            for w in caught:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             finished += 1
             if progress is not None:
                 progress(finished, total)

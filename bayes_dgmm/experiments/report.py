@@ -71,16 +71,27 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable))
+    """Write strict JSON atomically: NaN and infinities become null (JSON has neither)."""
+    text = json.dumps(_jsonable(data), indent=2, allow_nan=False)
+    return atomic_write_text(path, text)
 
 
 def _jsonable(obj: Any) -> Any:
+    """``obj`` with arrays as lists, numpy scalars as Python ones, non-finite floats None."""
     import numpy as np
 
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return _jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return _jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int)):
+        return obj
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 

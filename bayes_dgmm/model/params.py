@@ -316,9 +316,26 @@ class DGMMParams:
         :data:`SCORE_CHUNK_ROWS` rows at a time, so memory beyond the result is flat in N."""
         Xa = check_data(X, n_features=self.n_features)
         out = np.empty(Xa.shape[0])
-        for start in range(0, Xa.shape[0], SCORE_CHUNK_ROWS):
-            rows = slice(start, start + SCORE_CHUNK_ROWS)
-            out[rows] = log_normalize(self._log_prob_paths(Xa[rows]))[0]
+        scale = max(float(np.max(np.abs(a))) for a in self.Lambda + self.psi)
+        advice = (
+            f"(largest loading or variance {scale:.3g}); rescale the parameters (and X) to "
+            "moderate values."
+        )
+        try:
+            with np.errstate(invalid="ignore", over="ignore"):
+                for start in range(0, Xa.shape[0], SCORE_CHUNK_ROWS):
+                    rows = slice(start, start + SCORE_CHUNK_ROWS)
+                    out[rows] = log_normalize(self._log_prob_paths(Xa[rows]))[0]
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                f"a covariance of the model is not positive definite in float64 {advice}"
+            ) from None
+        bad = np.flatnonzero(np.isnan(out))
+        if bad.size:
+            raise ValueError(
+                f"the log density of X row {bad[0] + 1} (counted from 1; {bad.size} such rows) "
+                f"is NaN: a covariance overflows float64 {advice}"
+            )
         return out
 
     def score(self, X: ArrayLike) -> float:

@@ -85,6 +85,10 @@ def _int_tuple(name: str, value: Sequence[int] | int) -> tuple[int, ...]:
         value = (value,)  # type: ignore[assignment]
     if isinstance(value, str | bytes):
         raise TypeError(f"{name}={value!r} is not a sequence of integers; give e.g. {name}=(3, 2).")
+    if isinstance(value, set | frozenset | Mapping):
+        raise TypeError(
+            f"{name}={value!r} has no order; give the layers in order, e.g. {name}=(3, 2)."
+        )
     try:
         items = list(value)  # type: ignore[arg-type]
     except TypeError:

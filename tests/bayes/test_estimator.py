@@ -275,7 +275,9 @@ def test_estimator_settings_are_checked_before_any_work(data, kwargs, error, mat
 
 
 def test_not_fitted():
-    with pytest.raises(RuntimeError, match=r"not fitted yet"):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match=r"not fitted yet"):
         BayesianDeepGaussianMixture(COMPS, FACTS).predict(np.zeros((2, J)))
 
 
