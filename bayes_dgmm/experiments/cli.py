@@ -15,28 +15,33 @@ any work, never a traceback. Rows and columns in messages are counted from 1, as
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bayes_dgmm._io import atomic_write, atomic_write_text
-from bayes_dgmm._version import __version__
-from bayes_dgmm.experiments.benchmark import BENCH_METHODS, REAL_DATA
 from bayes_dgmm.experiments.cli_io import Progress, check_memory, fit_data, read_data
-from bayes_dgmm.experiments.cli_out import check_out, out_folder
+from bayes_dgmm.experiments.cli_out import check_out
+from bayes_dgmm.experiments.cli_parser import make_parser
+from bayes_dgmm.experiments.cli_terminal import (
+    after_interrupt,
+    one_line_warnings,
+    quiet_libraries,
+    scheduler,
+    terminate,
+    unraisable_interrupt,
+)
 from bayes_dgmm.experiments.datasets import icbinb_like_params, load_icbinb
 from bayes_dgmm.experiments.methods import (
     DEFAULT_BUDGET,
     DEFAULT_METHODS,
-    METHODS,
     QUICK_BUDGET,
     check_budget,
     run_method,
@@ -372,348 +377,30 @@ def _emit(args: argparse.Namespace, text: str) -> None:
         print(text)
 
 
-def _int_in(low: int, high: int | None = None, *, nonzero: bool = False) -> Callable[[str], int]:
-    """An argparse type: an integer in ``low..high`` (``nonzero``: any integer but 0)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if nonzero:
-            if value == 0:
-                raise argparse.ArgumentTypeError(
-                    "0 is out of range; give a number of workers >= 1 (or -1 for all cores)"
-                )
-        elif value < low or (high is not None and value > high):
-            allowed = f"{low}..{high}" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"{value} is out of range; give an integer {allowed}")
-        return value
-
-    return parse
-
-
-_SEED = _int_in(0, 2**32 - 1)
-_POSITIVE = _int_in(1)
-_N_JOBS = _int_in(0, nonzero=True)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bayes-dgmm",
-        description="Deep Gaussian mixture models: simulate, fit, diagnose, compare.",
+    """The ``bayes-dgmm`` argument parser (its options: :mod:`.cli_parser`)."""
+    return make_parser(
+        {
+            "truth": _truth,
+            "simulate": _simulate,
+            "reproduce": _reproduce,
+            "compare": _compare,
+            "benchmark": _benchmark,
+            "fit": _fit,
+            "diagnose": _diagnose,
+        }
     )
-    parser.add_argument("--version", action="version", version=f"bayes-dgmm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("truth", help="the study data under its true parameters")
-    p.add_argument("--out", type=out_folder, default=None, help="folder for truth.json")
-    _overwrite_option(p)
-    p.add_argument("--quiet", action="store_true", help="print nothing")
-    p.set_defaults(func=_truth)
-
-    p = sub.add_parser("simulate", help="draw a data set from a model spec, write CSV")
-    p.add_argument("--spec", default="icbinb-sec3", help="shipped spec name or TOML path")
-    p.add_argument("--n-samples", type=_POSITIVE, default=4000)
-    p.add_argument(
-        "--n-features",
-        type=_POSITIVE,
-        default=None,
-        help="number of features when the spec does not fix it",
-    )
-    p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
-    p.add_argument("--out", type=out_folder, required=True, help="output folder")
-    _overwrite_option(p)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_simulate)
-
-    p = sub.add_parser(
-        "reproduce",
-        help="the study's experiments (sec. 3.2, 3.3); resumable",
-        description="Reproduce Selosse et al. (2020), sec. 3: Table 1 and Figure 2 (model "
-        "selection of the first layer), Figures 3-5 and Tables 2-3 (random starts at the true "
-        "architecture), for the stochastic and the exact EM side by side. Every finished run "
-        "is saved in OUT/runs at once, under a digest of its inputs (data, labels, spec, "
-        "settings, seed, package version): rerunning after an interruption recomputes none "
-        "of them, and a run with other inputs into the same OUT is computed afresh, its runs "
-        "kept apart from the earlier ones (the tables and report show the latest run).",
-    )
-    _data_options(p)
-    p.add_argument("--runs", type=_POSITIVE, default=20, help="runs per method (study: 20)")
-    p.add_argument(
-        "--mutual-runs",
-        type=_POSITIVE,
-        default=100,
-        help="random starts for the mutual-ARI census, Figure 5 (study: 100)",
-    )
-    p.add_argument(
-        "--max-iter", type=_POSITIVE, default=200, help="stochastic-EM iterations (study: 200)"
-    )
-    p.add_argument(
-        "--stopping",
-        default="fixed",
-        choices=["fixed", "auto", "tol", "deepgmm", "stationary"],
-        help="stochastic EM: fixed = always max-iter iterations (the study); auto = "
-        "stationary: until its log-likelihood has no drift beyond its noise; deepgmm = "
-        "deepgmm's rule",
-    )
-    p.add_argument(
-        "--exact-max-iter", type=_POSITIVE, default=2000, help="most exact-EM iterations"
-    )
-    p.add_argument(
-        "--exact-stopping",
-        default="auto",
-        choices=["auto", "fixed"],
-        help=(
-            "exact EM: auto = to its convergence criterion (the Newton decrement of the "
-            "Newton steps that end the run); fixed = exact-max-iter"
-        ),
-    )
-    p.add_argument("--init", default="random", choices=["random", "kmeans"])
-    p.add_argument(
-        "--algorithms", nargs="+", default=["stochastic", "exact"], choices=["stochastic", "exact"]
-    )
-    p.add_argument("--sections", nargs="+", default=["3.2", "3.3"], choices=["3.2", "3.3"])
-    p.add_argument(
-        "--n-jobs", type=_N_JOBS, default=2, help="parallel runs (joblib; -1: all cores)"
-    )
-    _add_scheduler(p)
-    p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="3 runs, 5 starts, 20 iterations, G1 in 2..4: a smoke test",
-    )
-    p.add_argument("--out", type=out_folder, required=True, help="output folder")
-    _overwrite_option(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no printed tables")
-    p.set_defaults(func=_reproduce)
-
-    p = sub.add_parser(
-        "compare",
-        help="every inference method on one data set (the main job)",
-        description="Fit the DGMM by stochastic EM, exact EM, a GMM, MAP, Laplace, Pathfinder, "
-        "ADVI, full-rank ADVI, NUTS (nutpie; PyMC's own sampler with --methods ... nuts) and "
-        "SMC; write comparison.csv, loo_compare.csv, comparison.png, the fits and report.md. "
-        "Finished methods are saved at once under a digest of their inputs (data, labels, "
-        "spec, method, budget, seed, package version); a rerun resumes, and a run with "
-        "other inputs into the same OUT is computed afresh, kept apart from the earlier "
-        "runs. A method asked for by name that the budget cannot run is reported and makes "
-        "the command exit with status 1. The default budgets fit 10 minutes on 2 cores; "
-        "every row says whether its method converged. Raise them with --budget KEY=VALUE.",
-    )
-    _data_options(p)
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        default=None,
-        choices=list(METHODS),
-        help="default: all but PyMC's own NUTS ('nuts'); NUTS runs through nutpie. A method "
-        "named here that the budget cannot run makes the command exit non-zero; one of the "
-        "default list is reported as not run",
-    )
-    _budget_options(p)
-    p.set_defaults(func=_compare)
-
-    p = sub.add_parser(
-        "benchmark",
-        help="clustering benchmark on scikit-learn's real data sets; resumable",
-        description="k-means, GaussianMixture (covariance type by BIC), the exact EM, the "
-        "stochastic EM and ADVI on scikit-learn's wine, iris, breast_cancer and digits "
-        "(standardised; no download), the DGMM architecture chosen by BIC with layer 1 at "
-        "the number of classes; mean and sd of ARI over seeds beside the published figures "
-        "of the mixes package. Writes benchmark.csv, summary.csv and report.md; every "
-        "finished fit is saved at once and a rerun resumes.",
-    )
-    p.add_argument("--datasets", nargs="+", default=list(REAL_DATA), choices=list(REAL_DATA))
-    p.add_argument("--methods", nargs="+", default=list(BENCH_METHODS), choices=list(BENCH_METHODS))
-    p.add_argument("--seeds", type=_POSITIVE, default=10, help="seeds 0..SEEDS-1 per method")
-    p.add_argument("--advi-iterations", type=_POSITIVE, default=10000, help="most ADVI iterations")
-    p.add_argument("--out", type=out_folder, required=True, help="output folder")
-    _overwrite_option(p)
-    p.add_argument("--quiet", action="store_true", help="print nothing")
-    p.set_defaults(func=_benchmark)
-
-    p = sub.add_parser("fit", help="fit one method; write the fit, labels and a report")
-    _data_options(p)
-    p.add_argument("--method", required=True, choices=list(METHODS))
-    _budget_options(p)
-    p.set_defaults(func=_fit)
-
-    p = sub.add_parser(
-        "diagnose",
-        help="label switching and modes of a saved Bayesian fit",
-        description="Diagnose a fit.nc on the data it was fitted to (saved in it): --data, "
-        "when given, must be those data, and --spec the fit's spec; --labels are scored.",
-    )
-    p.add_argument("fit", type=Path, help="a fit.nc written by `fit` or `compare`")
-    _data_options(p)
-    p.add_argument("--out", type=out_folder, required=True, help="output folder")
-    _overwrite_option(p)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_diagnose)
-    return parser
-
-
-def _budget_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--budget",
-        nargs="+",
-        metavar="KEY=VALUE",
-        help="override a budget, e.g. --budget draws=500 chains=4",
-    )
-    p.add_argument("--quick", action="store_true", help="small budgets: a smoke test")
-    p.add_argument(
-        "--n-jobs",
-        type=_N_JOBS,
-        default=2,
-        help="parallel restarts, chains and methods (-1: all cores)",
-    )
-    _add_scheduler(p)
-    p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
-    p.add_argument("--out", type=out_folder, required=True, help="output folder")
-    _overwrite_option(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars or printed tables")
-
-
-def _overwrite_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="write over files in --out that another run (or no bayes-dgmm run) wrote; "
-        "input files are never written over",
-    )
-
-
-def _data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="CSV of observations (default: the embedded study data set)",
-    )
-    p.add_argument(
-        "--labels",
-        type=Path,
-        default=None,
-        help="CSV of true labels, one column per layer (optional)",
-    )
-    p.add_argument(
-        "--spec",
-        default=None,
-        help="model spec: a name in models/ or a TOML path (default: the study's)",
-    )
-    p.add_argument(
-        "--header",
-        default="auto",
-        choices=["auto", "yes", "no"],
-        help="whether line 1 of --data is a header; auto: when it holds text, or integers "
-        "counting up by one (0,1,2 or 1990,1991), with a warning",
-    )
-
-
-_NOISY_LIBRARIES = ("pytensor", "pymc", "arviz", "nutpie", "h5netcdf", "xarray", "numba")
-
-
-def _quiet_libraries() -> None:
-    """--quiet: no warnings or log lines from the libraries below the package."""
-    for name in _NOISY_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.ERROR)
-        warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
-
-
-def _one_line_warnings(command: str) -> Any:
-    """``warnings.showwarning`` for the terminal: ``COMMAND: Category: message``, one line.
-
-    Python's default adds the file and source line that called ``warn``; for the package's
-    warnings raised inside scikit-learn's ``fit`` wrapper that is ``sklearn/base.py``, which
-    tells a user nothing.
-    """
-
-    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
-             line: Any = None) -> None:  # fmt: skip
-        text = " ".join(str(message).split())
-        print(f"{command}: {category.__name__}: {text}", file=sys.stderr if file is None else file)
-
-    return show
-
-
-#: Commands that keep every finished run on disk and resume from them.
-RESUMABLE = ("reproduce", "compare", "benchmark")
-
-
-def _after_interrupt(command: str) -> str:
-    """What an interrupted command leaves behind, in a few words."""
-    if command.split()[-1] in RESUMABLE:
-        return "its finished runs are saved; rerun the same command to resume."
-    return "its results were not written (files already in --out are as they were)."
-
-
-def _unraisable_interrupt(previous: Any) -> Any:
-    """``sys.unraisablehook`` that passes a Ctrl-C raised where Python cannot raise it (a
-    garbage-collector callback, such as JAX's) on to the main thread, without the "Exception
-    ignored" traceback; everything else goes to ``previous``."""
-    import _thread
-    import threading
-
-    def hook(unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            # raised here it would be ignored again: delivered once the hook has returned
-            threading.Timer(0.05, _thread.interrupt_main).start()
-            return
-        previous(unraisable)
-
-    return hook
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # run the clean-up of a Ctrl-C (temporary files, workers)
-
-
-def _add_scheduler(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="run the parallel runs on a Dask cluster (e.g. tcp://host:8786); needs "
-        "pip install 'bayes-dgmm[dask]'. Results equal the local run's for the same seed.",
-    )
-
-
-@contextlib.contextmanager
-def _scheduler(address: str | None) -> Iterator[None]:
-    """joblib's Dask backend on the scheduler at ``address`` (nothing when None)."""
-    if address is None:
-        yield
-        return
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise ValueError(
-            f"--scheduler {address} needs Dask: pip install 'bayes-dgmm[dask]'."
-        ) from None
-    from joblib import parallel_config
-
-    try:
-        client = Client(address, timeout=10)
-    except OSError as exc:
-        raise ValueError(
-            f"--scheduler {address}: no Dask scheduler answers there ({exc}); start one "
-            "(dask scheduler) or give its address as tcp://HOST:PORT."
-        ) from None
-    with client, parallel_config(backend="dask"):
-        log.info("running on the Dask cluster at %s", address)
-        yield
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bayes-dgmm``; returns the exit status."""
     command = "bayes-dgmm"
     try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        previous = signal.signal(signal.SIGTERM, terminate)
     except ValueError:  # not the main thread
         previous = None
     show_warning, unraisable = warnings.showwarning, sys.unraisablehook
-    sys.unraisablehook = _unraisable_interrupt(unraisable)
+    sys.unraisablehook = unraisable_interrupt(unraisable)
     try:
         parser = build_parser()
         try:
@@ -721,20 +408,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:  # --help, --version or a bad option (argparse printed it)
             return int(exc.code or 0) if not isinstance(exc.code, str) else 2
         command = f"bayes-dgmm {args.command}"
-        warnings.showwarning = _one_line_warnings(command)
+        warnings.showwarning = one_line_warnings(command)
         # The package's own progress at INFO; other libraries (PyTensor logs every C compile
         # at INFO) only from WARNING up, and nothing from them with --quiet.
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         log.setLevel(logging.WARNING if args.quiet else logging.INFO)
         if args.quiet:
-            _quiet_libraries()
+            quiet_libraries()
         # PyTensor warns once per process that it found no BLAS to link: the package's C
         # functions are timed as they are (docs/bayesian-model.md), so it says nothing new
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
-        with _scheduler(getattr(args, "scheduler", None)):
+        with scheduler(getattr(args, "scheduler", None)):
             args.func(args)
     except KeyboardInterrupt:
-        print(f"{command}: interrupted; {_after_interrupt(command)}", file=sys.stderr)
+        print(f"{command}: interrupted; {after_interrupt(command)}", file=sys.stderr)
         return 130
     except MemoryError:
         print(
