@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,12 +78,32 @@ def n_parameters(params: DGMMParams) -> int:
     return int(pack(params).shape[0])
 
 
+def use_compilation_cache() -> None:
+    """Keep JAX's compiled functions on disk (``$XDG_CACHE_HOME/bayes-dgmm/jax``, or
+    ``BAYES_DGMM_JAX_CACHE``), so that a fit compiles the Newton finish once per machine,
+    not once per process (joblib workers, CLI calls). A cache the user configured is kept."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir is not None:
+        return
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bayes-dgmm/jax"
+    path = Path(os.environ.get("BAYES_DGMM_JAX_CACHE", default))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # a read-only home: compile in memory, as without the cache
+    jax.config.update("jax_compilation_cache_dir", str(path))
+
+
 @functools.lru_cache(maxsize=8)
 def _compiled(
     n_components: tuple[int, ...], n_factors: tuple[int, ...], n_features: int
 ) -> tuple[Any, Any]:
-    """Jitted gradient and Hessian of ``Q`` for one architecture (compiled once per process)."""
+    """Jitted gradient and Hessian of ``Q`` for one architecture (compiled once per process,
+    read from JAX's disk cache where an earlier process compiled it)."""
     import jax
+
+    use_compilation_cache()
     import jax.numpy as jnp
     from jax.scipy.linalg import cho_solve
 
