@@ -1,4 +1,5 @@
 import math
+import re
 import warnings
 
 import numpy as np
@@ -233,7 +234,8 @@ def test_default_fit_on_few_rows_succeeds_or_says_what_to_change(n):
             warnings.simplefilter("ignore")
             est.fit(X)
     except ValueError as exc:
-        assert "pass more rows" in str(exc)
+        # fewer than two rows per path is refused up front, a start that fails later too
+        assert re.search(r"pass more rows|pass at least \d+ rows", str(exc)), str(exc)
     else:
         assert math.isfinite(est.lower_bound_)
         assert est.lower_bound_ == pytest.approx(est.params_.score(X), rel=1e-10)
