@@ -69,8 +69,8 @@ def validate_architecture(
             )
     if n_features == 1:
         raise ValueError(
-            "the data have a single feature; a DGMM needs two or more (its layer 1 has "
-            "fewer factors than features, and at least one)."
+            "n_features=1: the data have a single feature; a DGMM needs two or more (its "
+            "layer 1 has fewer factors than features, and at least one)."
         )
     if n_features is not None and facts[0] >= n_features:
         raise ValueError(
