@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,23 +180,9 @@ def compare_methods(
     budget = {**DEFAULT_BUDGET, **(budget or {})}
     check_budget(budget)
     order = sorted(methods, key=lambda m: (m != "exact", METHODS.index(m)))
-    units = {}
-    for method in order:
-        needs_init = method in STARTED_FROM_EXACT
-        # Everything that determines this method's result; the Bayesian methods start from
-        # the exact EM's fit of this same call (or fit their own from the same budget).
-        digest = inputs_digest(
-            kind="compare",
-            X=X,
-            labels=labels,
-            spec=spec.to_toml(),
-            method=method,
-            budget=budget,
-            random_state=random_state,
-            init="exact" if needs_init and "exact" in order else None,
-        )
-        key = f"compare-{method}-{digest[:20]}"
-        units[method] = _Unit(method, key, digest, _fit_file(stored_fits, key, method))
+    units = {
+        m: _make_unit(m, order, stored_fits, X, labels, spec, budget, random_state) for m in order
+    }
     finished: dict[str, dict[str, Any]] = {}
 
     def tick() -> None:
@@ -222,25 +208,7 @@ def compare_methods(
             init = DGMMParams.from_json(units["exact"].fit_file)
     pending = [units[m] for m in order if m not in finished]
     if n_jobs != 1 and len(pending) > 1:
-        # one method per worker process, the longest first; each saves its own unit
-        from joblib import Parallel, delayed
-
-        pending.sort(key=lambda u: EXPECTED_COST.get(u.method, 0), reverse=True)
-        workers = len(pending) if n_jobs < 0 else min(n_jobs, len(pending))
-        jobs = (
-            delayed(_run_unit_quietly)(
-                u,
-                **common,
-                init=init if u.method in STARTED_FROM_EXACT else None,
-                n_jobs=1,
-                filters=list(warnings.filters),
-            )
-            for u in pending
-        )
-        log.info("compare: running %d methods in %d processes", len(pending), workers)
-        for method, row, caught in Parallel(n_jobs=workers, return_as="generator_unordered")(jobs):
-            for w in caught:  # the workers' warnings, shown here as the caller's would be
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        for method, row in _run_in_workers(pending, common, init, n_jobs):
             finished[method] = row
             tick()
     else:
@@ -250,20 +218,77 @@ def compare_methods(
                 u, **common, init=start, n_jobs=n_jobs, progressbar=progressbar
             )
             tick()
-    rows = []
+    table = _this_call(out, order, units, finished)
+    write_outputs(out, table, spec, X, budget)
+    return table
+
+
+def _make_unit(
+    method: str,
+    order: Sequence[str],
+    stored_fits: Path,
+    X: Array,
+    labels: NDArray[np.intp] | None,
+    spec: DGMMSpec,
+    budget: Mapping[str, Any],
+    random_state: int,
+) -> _Unit:
+    """A method's unit: everything that determines its result, digested; the Bayesian
+    methods start from the exact EM's fit of this same call (or fit their own)."""
+    needs_init = method in STARTED_FROM_EXACT
+    digest = inputs_digest(
+        kind="compare",
+        X=X,
+        labels=labels,
+        spec=spec.to_toml(),
+        method=method,
+        budget=budget,
+        random_state=random_state,
+        init="exact" if needs_init and "exact" in order else None,
+    )
+    key = f"compare-{method}-{digest[:20]}"
+    return _Unit(method, key, digest, _fit_file(stored_fits, key, method))
+
+
+def _run_in_workers(
+    pending: list[_Unit], common: Mapping[str, Any], init: DGMMParams | None, n_jobs: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(method, row) of each pending unit as its worker process finishes, the longest
+    first; each saves its own unit, and its warnings are shown here as the caller's."""
+    from joblib import Parallel, delayed
+
+    pending = sorted(pending, key=lambda u: EXPECTED_COST.get(u.method, 0), reverse=True)
+    workers = len(pending) if n_jobs < 0 else min(n_jobs, len(pending))
+    jobs = (
+        delayed(_run_unit_quietly)(
+            u,
+            **common,
+            init=init if u.method in STARTED_FROM_EXACT else None,
+            n_jobs=1,
+            filters=list(warnings.filters),
+        )
+        for u in pending
+    )
+    log.info("compare: running %d methods in %d processes", len(pending), workers)
+    for method, row, caught in Parallel(n_jobs=workers, return_as="generator_unordered")(jobs):
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        yield method, row
+
+
+def _this_call(
+    out: Path, order: Sequence[str], units: Mapping[str, _Unit], finished: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The table of this call's methods; their fits copied to fits/, earlier calls' removed."""
+    table = []
     for method in order:
-        row = dict(finished[method])
-        row.pop("inputs_sha256", None)
-        row.pop("key", None)
+        row = {k: v for k, v in finished[method].items() if k not in ("inputs_sha256", "key")}
         fit_file = units[method].fit_file
         if fit_file is not None and "skipped" not in row:
-            # fits/ shows the fits of this call's inputs
-            _copy(fit_file, fits / f"{method}{fit_file.suffix}")
-        rows.append(row)
+            _copy(fit_file, out / "fits" / f"{method}{fit_file.suffix}")
+        table.append({k: v for k, v in row.items() if k != "paths"})
     copied = [m for m in order if units[m].fit_file is not None and "skipped" not in finished[m]]
     _prune(out, {f"{m}{units[m].fit_file.suffix}" for m in copied}, order)
-    table = [{k: v for k, v in r.items() if k != "paths"} for r in rows]
-    write_outputs(out, table, spec, X, budget)
     return table
 
 
