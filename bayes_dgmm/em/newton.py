@@ -16,15 +16,14 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import LinAlgError
 
+from bayes_dgmm._jax import use_compilation_cache
 from bayes_dgmm.em.driver import pack, unpack
 from bayes_dgmm.em.estep import e_step, path_model
 from bayes_dgmm.model.params import DGMMParams
@@ -76,23 +75,6 @@ class NewtonResult:
 def n_parameters(params: DGMMParams) -> int:
     """Length of :func:`bayes_dgmm.em.driver.pack` of ``params``."""
     return int(pack(params).shape[0])
-
-
-def use_compilation_cache() -> None:
-    """Keep JAX's compiled functions on disk (``$XDG_CACHE_HOME/bayes-dgmm/jax``, or
-    ``BAYES_DGMM_JAX_CACHE``), so that a fit compiles the Newton finish once per machine,
-    not once per process (joblib workers, CLI calls). A cache the user configured is kept."""
-    import jax
-
-    if jax.config.jax_compilation_cache_dir is not None:
-        return
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bayes-dgmm/jax"
-    path = Path(os.environ.get("BAYES_DGMM_JAX_CACHE", default))
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # a read-only home: compile in memory, as without the cache
-    jax.config.update("jax_compilation_cache_dir", str(path))
 
 
 @functools.lru_cache(maxsize=8)
