@@ -16,6 +16,7 @@ from bayes_dgmm.em.estep import (
     CHUNK_ROWS,
     EMPTY_FRACTION,
     PathStatistics,
+    RegressionStatistics,
     chunked_statistics,
     layer_statistics,
     path_model,
@@ -55,6 +56,36 @@ def regression_update(
     eta = ybar - np.einsum("gij,gj->gi", Lambda, wbar)
     psi = (cyy - np.sum(Lambda * cyw, axis=-1)) / n[:, None]
     return eta, Lambda, np.maximum(psi, psi_floor)
+
+
+def _update_components(
+    rs: RegressionStatistics,
+    floor: Array,
+    done: NDArray[np.intp],
+    eta: Array,
+    Lambda: Array,
+    psi: Array,
+) -> list[int]:
+    """Write the regression updates of components ``done`` into ``eta``, ``Lambda``, ``psi``
+    (in place): all in one batch, or one by one when the batch fails, to find the singular
+    components (returned; they keep their values)."""
+
+    def update(k: NDArray[np.intp]) -> None:
+        eta[k], Lambda[k], psi[k] = regression_update(
+            rs.n[k], rs.ybar[k], rs.wbar[k], rs.cyy[k], rs.cyw[k], rs.cww[k], floor
+        )
+
+    try:
+        update(done)
+        return []
+    except LinAlgError:
+        singular = []
+        for g in done:
+            try:
+                update(np.array([g]))
+            except LinAlgError:
+                singular.append(int(g))
+        return singular
 
 
 def variance_floor(var: Array, reg_psi: float) -> Array:
@@ -101,20 +132,9 @@ def m_step(
         psi_l = params.psi[l - 1].copy()
         full = rs.n >= EMPTY_FRACTION * N
         empty += [(l, int(g)) for g in np.flatnonzero(~full)]
-        done = np.flatnonzero(full)
-        try:  # all of the layer's components in one batch ...
-            eta_l[done], lam_l[done], psi_l[done] = regression_update(
-                *(a[done] for a in (rs.n, rs.ybar, rs.wbar, rs.cyy, rs.cyw, rs.cww)), floor
-            )
-        except LinAlgError:  # ... or one by one, to find the singular ones
-            for g in done:
-                try:
-                    eta_l[[g]], lam_l[[g]], psi_l[[g]] = regression_update(
-                        *(a[[g]] for a in (rs.n, rs.ybar, rs.wbar, rs.cyy, rs.cyw, rs.cww)),
-                        floor,
-                    )
-                except LinAlgError:
-                    singular.append((l, int(g)))
+        singular += [
+            (l, g) for g in _update_components(rs, floor, np.flatnonzero(full), eta_l, lam_l, psi_l)
+        ]
         tiny = np.finfo(np.float64).tiny
         w = np.maximum(rs.n, tiny * N)
         pi.append(w / w.sum())

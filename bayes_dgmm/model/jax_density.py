@@ -62,7 +62,9 @@ def log_prob_paths(
     J, R1 = int(Lambda[0].shape[1]), int(Lambda[0].shape[2])
     comps = tuple(int(lam.shape[0]) for lam in Lambda)
     table = path_table(comps)
-    log_w = sum(jnp.log(pi[l])[table[:, l]] for l in range(len(comps)))
+    log_w = jnp.zeros(table.shape[0])
+    for l in range(len(comps)):
+        log_w = log_w + jnp.log(pi[l])[table[:, l]]
     if len(comps) == 1:
         m, S = jnp.zeros((1, R1)), jnp.eye(R1)[None]
     else:
