@@ -172,7 +172,7 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         still to gain (:func:`bayes_dgmm.em.driver.aitken_remaining`) below ``tol * N``; with
         ``"tol"``: one iteration's gain below ``tol * N``; with ``"deepgmm"``: the ``eps`` of
         deepgmm's rule. The exact EM's run ends with Newton steps
-        (:mod:`bayes_dgmm.em.newton`; one per 25 of ``max_iter``, at most 60), and
+        (:mod:`bayes_dgmm.em.newton`; two per 25 of ``max_iter``, at most 120), and
         ``converged_`` is then the Newton decrement at most ``tol * N``; without them
         (``max_iter < 25``, a ``constraint``, more than 4000 free parameters, another stopping
         rule) it is Aitken's criterion at ``tol``.

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 #: eigen-decomposition costs ``O(n^3)`` (0.3 s at 1000 parameters).
 MAX_PARAMETERS = 4000
 #: Most Newton iterations (each one Hessian) and most damping increases per iteration.
-MAX_NEWTON_ITER = 60
+MAX_NEWTON_ITER = 120
 MAX_BACKTRACKS = 8
 #: Levenberg-Marquardt damping: its start relative to the largest eigenvalue, its factor on a
 #: refused step and its divisor after an accepted one

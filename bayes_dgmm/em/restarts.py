@@ -55,8 +55,10 @@ class Settings:
 SCREEN_ITER = 100
 SCREEN_MARGIN = 20.0
 SCREEN_MARGIN_PER_ROW = 5e-3
-#: The Newton steps that end a run are budgeted with its EM: one per this many of
-#: ``max_iter`` (60 at the default 1500); a budget below one Newton step keeps Aitken's rule.
+#: The Newton steps that end a run are budgeted with its EM: two per this many of
+#: ``max_iter`` (120 at the default 1500); a ``max_iter`` below it keeps Aitken's rule. The
+#: EM hands over where it crawls, so the Newton steps may have far to go: icbinb-like data set
+#: 1 under Sandybridge kernels still had a decrement of 5.4 nats after 60 (docs/em-speed.md).
 EM_ITER_PER_NEWTON = 25
 #: Screened restarts whose partitions into paths agree to this adjusted Rand index sit in
 #: one mode: only the best of them runs on (on the study data every aligned restart lands in
@@ -164,11 +166,11 @@ def newton_applies(s: Settings, params: DGMMParams) -> bool:
 
 def finish(X: Array, result: EMResult, s: Settings, restart: int) -> EMResult:
     """Newton steps after the EM until the Newton decrement is at most ``tol * N``
-    (:mod:`bayes_dgmm.em.newton`), at most ``max_iter // EM_ITER_PER_NEWTON`` of them; that
+    (:mod:`bayes_dgmm.em.newton`), at most ``2 * (max_iter // EM_ITER_PER_NEWTON)`` of them; that
     decrement then decides ``converged``, whether or not Aitken's rule already held (its
     estimate can fall below the tolerance while the EM still crawls). The result unchanged
     when Newton does not apply, the budget allows no step, or the run failed."""
-    budget = min(MAX_NEWTON_ITER, s.max_iter // EM_ITER_PER_NEWTON)
+    budget = min(MAX_NEWTON_ITER, 2 * (s.max_iter // EM_ITER_PER_NEWTON))
     if budget == 0 or result.failure is not None or not newton_applies(s, result.params):
         return result
     floor = variance_floor(X.var(axis=0), s.reg_psi)
