@@ -17,6 +17,7 @@ RANK = {
     "_io": 0,
     "_version": 0,
     "_lazy": 0,
+    "_jax": 0,
     "model": 1,
     "em": 2,
     "bayes": 3,
