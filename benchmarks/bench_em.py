@@ -75,7 +75,6 @@ def counting(ledger: Ledger) -> Iterator[None]:
         (restarts, "exact_step"): restarts.exact_step,
         (restarts, "aligned_init"): restarts.aligned_init,
         (restarts, "newton_finish"): restarts.newton_finish,
-        (restarts, "run_restart"): None,
         (driver, "_probe"): driver._probe,
     }
 

@@ -210,7 +210,7 @@ def expanded_m_step(
 
     One cycle is the default: on the study data from the aligned start, 1, 2 and 3 cycles
     reach the same optimum (ARI 1.0, converged by the Newton finish) in 82, 98 and 97 s, the
-    extra cycles costing more than the Newton steps they save (``docs/recover.md``)."""
+    extra cycles costing more than the Newton steps they save (``docs/em-speed.md``)."""
     new, empty, singular = m_step(stats, params, reg_psi, var_x)
     for c in range(cycles):
         maps = frame_maps(stats, new)

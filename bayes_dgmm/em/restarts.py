@@ -120,9 +120,10 @@ def _iterate(
     rng: np.random.Generator,
     restart: int,
     max_iter: int,
-    certify: bool = True,
-    handover: bool = False,
+    final: bool = True,
 ) -> EMResult:
+    """EM from ``params``; a ``final`` phase (not a screening one) is certified, and where
+    the Newton finish follows it (:func:`newton_applies`) the EM hands over to it."""
     if s.algorithm == "exact":
         step = exact_step(
             X, reg_psi=s.reg_psi, constraint=s.constraint, expand=s.parameter_expansion
@@ -140,8 +141,8 @@ def _iterate(
             stopping=s.stopping,
             tol=s.tol,
             accelerate=accelerate,
-            certify=certify and s.algorithm == "exact",
-            handover=handover,
+            certify=final and s.algorithm == "exact",
+            handover=final and newton_applies(s, params),
             label=f"restart {restart}",
             verbose=s.verbose,
         )
@@ -210,17 +211,7 @@ def run_restart(
     with threadpool_limits(1):
         rng = np.random.default_rng(seed)
         params = _starting_values(X, s, rng)
-        final = max_iter == s.max_iter
-        result = _iterate(
-            X,
-            params,
-            s,
-            rng,
-            restart,
-            max_iter,
-            certify=final,
-            handover=final and newton_applies(s, params),
-        )
+        result = _iterate(X, params, s, rng, restart, max_iter, final=max_iter == s.max_iter)
     if max_iter == s.max_iter:
         result = finish(X, result, s, restart)
     _log_restart(s, restart, result)
@@ -231,13 +222,7 @@ def continue_restart(X: Array, first: EMResult, s: Settings, restart: int) -> EM
     """Run a screened restart on to convergence; its history continues the first phase's."""
     with threadpool_limits(1):
         rest = _iterate(
-            X,
-            first.params,
-            s,
-            np.random.default_rng(0),
-            restart,
-            s.max_iter - first.n_iter,
-            handover=newton_applies(s, first.params),
+            X, first.params, s, np.random.default_rng(0), restart, s.max_iter - first.n_iter
         )
     rest.log_likelihood = [*first.log_likelihood, *rest.log_likelihood[1:]]
     rest.n_iter = len(rest.log_likelihood) - 1
