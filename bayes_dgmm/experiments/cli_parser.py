@@ -12,7 +12,7 @@ from typing import Any
 from bayes_dgmm._version import __version__
 from bayes_dgmm.experiments.benchmark import BENCH_METHODS, REAL_DATA
 from bayes_dgmm.experiments.cli_out import out_folder
-from bayes_dgmm.experiments.methods import METHODS
+from bayes_dgmm.experiments.methods import BUDGET_MEANING, DEFAULT_BUDGET, METHODS, QUICK_BUDGET
 
 
 def _int_in(low: int, high: int | None = None, *, nonzero: bool = False) -> Callable[[str], int]:
@@ -36,6 +36,48 @@ def _int_in(low: int, high: int | None = None, *, nonzero: bool = False) -> Call
     return parse
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's default after its help (unless the help names it, or there is none);
+    a paragraph of a description or epilog that starts with two spaces keeps its lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or "default" in text
+        ):
+            return text
+        if isinstance(default, list | tuple):
+            default = " ".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        return "\n\n".join(
+            paragraph if paragraph.startswith("  ") else fill(paragraph, width, indent)
+            for paragraph in text.split("\n\n")
+        )
+
+
+def budget_help() -> str:
+    """The ``--budget`` keys with their defaults, ``--quick`` values and meanings."""
+    width = max(map(len, DEFAULT_BUDGET))
+    rows = [
+        f"  {key:<{width}}  {DEFAULT_BUDGET[key]:>7}  {QUICK_BUDGET[key]:>7}  "
+        f"{BUDGET_MEANING.get(key, '')}"
+        for key in DEFAULT_BUDGET
+    ]
+    head = f"  {'KEY':<{width}}  {'default':>7}  {'--quick':>7}  meaning"
+    return (
+        "Budget keys, integers: --quick takes the --quick column instead of the defaults, "
+        "and --budget KEY=VALUE ... sets a key over either.\n\n" + "\n".join([head, *rows])
+    )
+
+
 _SEED = _int_in(0, 2**32 - 1)
 _POSITIVE = _int_in(1)
 _N_JOBS = _int_in(0, nonzero=True)
@@ -45,10 +87,12 @@ def make_parser(commands: Mapping[str, Callable[..., Any]]) -> argparse.Argument
     """The ``bayes-dgmm`` parser; ``commands`` maps each command's name to its function."""
     parser = argparse.ArgumentParser(
         prog="bayes-dgmm",
-        description="Deep Gaussian mixture models: simulate, fit, diagnose, compare.",
+        description="Deep Gaussian mixture models: simulate, fit, diagnose, compare. "
+        "`bayes-dgmm COMMAND --help` describes a command and its options.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"bayes-dgmm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for add in (
         _add_truth,
         _add_simulate,
@@ -63,17 +107,33 @@ def make_parser(commands: Mapping[str, Callable[..., Any]]) -> argparse.Argument
 
 
 def _add_truth(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None:
-    p = sub.add_parser("truth", help="the study data under its true parameters")
-    p.add_argument("--out", type=out_folder, default=None, help="folder for truth.json")
+    p = sub.add_parser(
+        "truth",
+        help="the study data under its true parameters",
+        description="Score the embedded study data under its true parameters: the total "
+        "log-likelihood, the Bayes classifier's ARI on every layer and the number of "
+        "occupied paths. Takes no data; with --out, also writes them to truth.json.",
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument(
+        "--out", type=out_folder, default=None, help="folder for truth.json (default: print only)"
+    )
     _overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=commands["truth"])
 
 
 def _add_simulate(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None:
-    p = sub.add_parser("simulate", help="draw a data set from a model spec, write CSV")
+    p = sub.add_parser(
+        "simulate",
+        help="draw a data set from a model spec, write CSV",
+        description="Draw parameters for a model spec (for the study's spec, parameters "
+        "like the study's), then observations from that DGMM; write X.csv, labels.csv (the "
+        "component of every layer and the path) and params.json to --out.",
+        formatter_class=_HelpFormatter,
+    )
     p.add_argument("--spec", default="icbinb-sec3", help="shipped spec name or TOML path")
-    p.add_argument("--n-samples", type=_POSITIVE, default=4000)
+    p.add_argument("--n-samples", type=_POSITIVE, default=4000, help="number of observations")
     p.add_argument(
         "--n-features",
         type=_POSITIVE,
@@ -83,7 +143,7 @@ def _add_simulate(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None:
     p.add_argument("--seed", type=_SEED, default=0, help="0..2**32-1")
     p.add_argument("--out", type=out_folder, required=True, help="output folder")
     _overwrite_option(p)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=commands["simulate"])
 
 
@@ -98,6 +158,7 @@ def _add_reproduce(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None
         "settings, seed, package version): rerunning after an interruption recomputes none "
         "of them, and a run with other inputs into the same OUT is computed afresh, its runs "
         "kept apart from the earlier ones (the tables and report show the latest run).",
+        formatter_class=_HelpFormatter,
     )
     _data_options(p)
     p.add_argument("--runs", type=_POSITIVE, default=20, help="runs per method (study: 20)")
@@ -130,11 +191,27 @@ def _add_reproduce(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None
             "Newton steps that end the run); fixed = exact-max-iter"
         ),
     )
-    p.add_argument("--init", default="random", choices=["random", "kmeans"])
     p.add_argument(
-        "--algorithms", nargs="+", default=["stochastic", "exact"], choices=["stochastic", "exact"]
+        "--init",
+        default="random",
+        choices=["random", "kmeans"],
+        help="how every run starts: random (the study) or k-means",
     )
-    p.add_argument("--sections", nargs="+", default=["3.2", "3.3"], choices=["3.2", "3.3"])
+    p.add_argument(
+        "--algorithms",
+        nargs="+",
+        default=["stochastic", "exact"],
+        choices=["stochastic", "exact"],
+        help="the EM algorithms to run: the study's stochastic EM, the exact EM, or both",
+    )
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        default=["3.2", "3.3"],
+        choices=["3.2", "3.3"],
+        help="the study's sections: 3.2 = model selection of layer 1 (Table 1, Figure 2); "
+        "3.3 = random starts at the true architecture (Figures 3-5, Tables 2-3)",
+    )
     p.add_argument(
         "--n-jobs", type=_N_JOBS, default=2, help="parallel runs (joblib; -1: all cores)"
     )
@@ -164,6 +241,8 @@ def _add_compare(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None:
         "runs. A method asked for by name that the budget cannot run is reported and makes "
         "the command exit with status 1. The default budgets fit 10 minutes on 2 cores; "
         "every row says whether its method converged. Raise them with --budget KEY=VALUE.",
+        epilog=budget_help(),
+        formatter_class=_HelpFormatter,
     )
     _data_options(p)
     p.add_argument(
@@ -171,9 +250,9 @@ def _add_compare(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None:
         nargs="+",
         default=None,
         choices=list(METHODS),
-        help="default: all but PyMC's own NUTS ('nuts'); NUTS runs through nutpie. A method "
-        "named here that the budget cannot run makes the command exit non-zero; one of the "
-        "default list is reported as not run",
+        help="the methods to run (default: all but PyMC's own NUTS, 'nuts'; NUTS runs "
+        "through nutpie). A method named here that the budget cannot run makes the command "
+        "exit non-zero; one of the default list is reported as not run",
     )
     _budget_options(p)
     p.set_defaults(func=commands["compare"])
@@ -188,10 +267,24 @@ def _add_benchmark(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None
         "(standardised; no download), the DGMM architecture chosen by BIC with layer 1 at "
         "the number of classes; mean and sd of ARI over seeds beside the published figures "
         "of the mixes package. Writes benchmark.csv, summary.csv and report.md; every "
-        "finished fit is saved at once and a rerun resumes.",
+        "finished fit is saved at once and a rerun resumes. Takes no --data: the data sets "
+        "are scikit-learn's.",
+        formatter_class=_HelpFormatter,
     )
-    p.add_argument("--datasets", nargs="+", default=list(REAL_DATA), choices=list(REAL_DATA))
-    p.add_argument("--methods", nargs="+", default=list(BENCH_METHODS), choices=list(BENCH_METHODS))
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(REAL_DATA),
+        choices=list(REAL_DATA),
+        help="scikit-learn's data sets to cluster",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(BENCH_METHODS),
+        choices=list(BENCH_METHODS),
+        help="the clustering methods to run",
+    )
     p.add_argument("--seeds", type=_POSITIVE, default=10, help="seeds 0..SEEDS-1 per method")
     p.add_argument("--advi-iterations", type=_POSITIVE, default=10000, help="most ADVI iterations")
     p.add_argument("--out", type=out_folder, required=True, help="output folder")
@@ -201,9 +294,27 @@ def _add_benchmark(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None
 
 
 def _add_fit(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None:
-    p = sub.add_parser("fit", help="fit one method; write the fit, labels and a report")
+    p = sub.add_parser(
+        "fit",
+        help="fit one method; write the fit, labels and a report",
+        description="Fit the DGMM of --spec to --data (default: the embedded study data) by "
+        "one method and write params.json (the point estimate; not for gmm), fit.nc (the "
+        "Bayesian methods' draws, which `diagnose` reads), labels.csv, fit.json, fit.png "
+        "and report.md, which say whether the method converged by its own criterion and "
+        "by what figure. The "
+        "Bayesian methods start from an exact-EM fit (SMC from the prior). The default "
+        "budgets are those of `compare`; raise them with --budget KEY=VALUE.",
+        epilog=budget_help(),
+        formatter_class=_HelpFormatter,
+    )
     _data_options(p)
-    p.add_argument("--method", required=True, choices=list(METHODS))
+    p.add_argument(
+        "--method",
+        required=True,
+        choices=list(METHODS),
+        help="the inference method: the EM algorithms, a GaussianMixture baseline (gmm) or "
+        "a Bayesian fit",
+    )
     _budget_options(p)
     p.set_defaults(func=commands["fit"])
 
@@ -214,12 +325,13 @@ def _add_diagnose(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None:
         help="label switching and modes of a saved Bayesian fit",
         description="Diagnose a fit.nc on the data it was fitted to (saved in it): --data, "
         "when given, must be those data, and --spec the fit's spec; --labels are scored.",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("fit", type=Path, help="a fit.nc written by `fit` or `compare`")
     _data_options(p)
     p.add_argument("--out", type=out_folder, required=True, help="output folder")
     _overwrite_option(p)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=commands["diagnose"])
 
 
@@ -228,9 +340,11 @@ def _budget_options(p: argparse.ArgumentParser) -> None:
         "--budget",
         nargs="+",
         metavar="KEY=VALUE",
-        help="override a budget, e.g. --budget draws=500 chains=4",
+        help="override budgets, e.g. --budget draws=500 chains=4 (keys and defaults below)",
     )
-    p.add_argument("--quick", action="store_true", help="small budgets: a smoke test")
+    p.add_argument(
+        "--quick", action="store_true", help="the budgets' --quick column below: a smoke test"
+    )
     p.add_argument(
         "--n-jobs",
         type=_N_JOBS,

@@ -74,6 +74,23 @@ DEFAULT_BUDGET: dict[str, Any] = {
 #: Smallest allowed value of every budget (all are integers; none has an upper bound).
 BUDGET_MINIMUM: dict[str, int] = {key: 1 for key in DEFAULT_BUDGET} | {"tune": 0}
 
+#: What each budget key sets, for ``--help`` (the keys are those of :data:`DEFAULT_BUDGET`).
+BUDGET_MEANING: dict[str, str] = {
+    "em_restarts": "EM starts (also before a Bayesian fit)",
+    "em_max_iter": "most exact-EM iterations",
+    "sem_max_iter": "stochastic-EM iterations",
+    "gmm_restarts": "GaussianMixture starts",
+    "map_maxiter": "most L-BFGS-B iterations, MAP and Laplace",
+    "pathfinder_maxiter": "most Pathfinder iterations",
+    "advi_iterations": "most iterations of both ADVIs",
+    "vi_draws": "draws of Laplace, Pathfinder and ADVIs",
+    "chains": "chains of NUTS, nutpie and SMC",
+    "tune": "tuning draws per chain, NUTS and nutpie",
+    "draws": "draws per chain, NUTS and nutpie",
+    "max_treedepth": "tree depth of NUTS and nutpie",
+    "smc_draws": "SMC particles per chain",
+}
+
 #: Small budgets for smoke tests (``--quick``) and the notebooks.
 QUICK_BUDGET: dict[str, Any] = {
     "em_restarts": 2,
