@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import LinAlgError
 
+from bayes_dgmm.em.anderson import Anderson
 from bayes_dgmm.model.params import DGMMParams
 
 Array = NDArray[np.float64]
@@ -34,9 +35,6 @@ AITKEN_BLOCKS = 4
 #: A probe after accelerated steps first runs this many plain steps: the extrapolation
 #: excites fast modes whose decay would otherwise pass for the rate of the slow one.
 PROBE_SETTLE = 10
-
-#: Anderson acceleration keeps this many past iterates (its "memory").
-ANDERSON_MEMORY = 10
 
 #: With acceleration, an Aitken probe runs once the last ``PROBE_WINDOW`` iterations gained
 #: less than ``tol * N`` in all.
@@ -206,43 +204,6 @@ def _stationary(history: Sequence[float]) -> bool:
     return bool(abs(stationary_drift(history)[1]) <= STATIONARY_Z)
 
 
-# ---------------------------------------------------------------------- parameter vectors
-def pack(params: DGMMParams) -> Array:
-    """All parameters as one vector: per layer ``log pi``, ``eta``, ``Lambda``, ``log psi``."""
-    parts: list[Array] = []
-    for l in range(params.n_layers):
-        parts += [
-            np.log(params.pi[l]),
-            params.eta[l].ravel(),
-            params.Lambda[l].ravel(),
-            np.log(params.psi[l]).ravel(),
-        ]
-    return np.concatenate(parts)
-
-
-def unpack(vector: Array, like: DGMMParams) -> DGMMParams:
-    """Inverse of :func:`pack` for the architecture of ``like`` (weights renormalised)."""
-    pi: list[Array] = []
-    eta: list[Array] = []
-    lam: list[Array] = []
-    psi: list[Array] = []
-    i = 0
-    for l in range(like.n_layers):
-        G = like.n_components[l]
-        logw = vector[i : i + G]
-        i += G
-        w = np.exp(logw - logw.max())
-        pi.append(w / w.sum())
-        for out, shape in ((eta, like.eta[l].shape), (lam, like.Lambda[l].shape)):
-            size = math.prod(shape)
-            out.append(vector[i : i + size].reshape(shape))
-            i += size
-        size = like.psi[l].size
-        psi.append(np.exp(vector[i : i + size]).reshape(like.psi[l].shape))
-        i += size
-    return DGMMParams(pi=pi, eta=eta, Lambda=lam, psi=psi)
-
-
 # ---------------------------------------------------------------------- the loop
 @dataclass
 class _State:
@@ -303,9 +264,9 @@ def run_em(
         of the log-likelihood beyond its noise (:func:`stationary_drift`, checked every
         :data:`STATIONARY_WINDOW` iterations and at the end; for the stochastic EM)
     tol : per observation
-    accelerate : Anderson acceleration (memory ``ANDERSON_MEMORY``) of a monotone step: a
-        proposal whose log-likelihood is lower than the current one is replaced by the plain
-        step, so the log-likelihood never decreases
+    accelerate : Anderson acceleration (:mod:`bayes_dgmm.em.anderson`) of a monotone step:
+        a proposal whose log-likelihood is lower than the current one is replaced by the
+        plain step, so the log-likelihood never decreases
     certify : after the loop, measure convergence with ``AITKEN_BLOCKS * AITKEN_BLOCK`` plain
         steps when the last iterations cannot (accelerated or too few); with
         ``stopping="fixed"`` these steps are not kept, so the run has exactly ``max_iter``
@@ -329,110 +290,131 @@ def run_em(
             "the log-likelihood of the starting values is not finite; check the data for "
             "extreme values or give other starting values."
         )
+    anderson = Anderson(params, first.params) if accelerate else None
     state = _State(params, first, [first.log_likelihood])
+    rule = (stopping, tol, n_samples)
+    run = _loop(
+        step, state, anderson, max_iter, rule, handover=handover, label=label, verbose=verbose
+    )
+    converged, remaining = _verdict(run, step, rule, certify=certify, handover=handover)
+    return EMResult(
+        params=run.state.params,
+        log_likelihood=run.state.history,
+        n_iter=len(run.state.history) - 1,
+        converged=converged,
+        remaining=remaining,
+        empty=list(run.state.out.empty),
+        singular=list(run.state.out.singular),
+        failure=run.failure,
+    )
+
+
+@dataclass
+class _Run:
+    """Where the loop of :func:`run_em` ended, before the final verdict."""
+
+    state: _State
     failure: str | None = None
-    converged = False
-    remaining = math.nan
-    plain_since = 0  # plain iterations since the last accelerated one
-    dX: list[Array] = []
-    dF: list[Array] = []
-    x = pack(params) if accelerate else np.empty(0)
-    f = pack(first.params) - x if accelerate else np.empty(0)
-    last_probe = 0
-    while len(state.history) - 1 < max_iter:
-        it = len(state.history)
-        candidate = state.out.params
-        accelerated = False
-        if accelerate and dF:
-            DF, DXm = np.array(dF).T, np.array(dX).T
-            gram = DF.T @ DF
-            gram += 1e-10 * np.trace(gram) / gram.shape[0] * np.eye(gram.shape[0])
-            try:
-                gamma = np.linalg.solve(gram, DF.T @ f)
-                proposal = x + f - (DXm + DF) @ gamma
-                candidate = unpack(proposal, params)
-                accelerated = True
-            except (LinAlgError, ValueError, FloatingPointError):
-                dX.clear()
-                dF.clear()
-        out = _advance(step, candidate)
-        if accelerated and (out is None or out.log_likelihood < state.history[-1]):
-            # the safeguard: fall back to the plain step, which never decreases
-            dX.clear()
-            dF.clear()
-            candidate, accelerated = state.out.params, False
-            out = _advance(step, candidate)
+    converged: bool = False
+    remaining: float = math.nan
+    plain_since: int = 0  # plain iterations since the last accelerated one
+    last_probe: int = 0  # history length after the last Aitken probe
+
+
+def _loop(
+    step: Step,
+    state: _State,
+    anderson: Anderson | None,
+    max_iter: int,
+    rule: tuple[str, float, int],
+    *,
+    handover: bool,
+    label: str,
+    verbose: int,
+) -> _Run:
+    """The iterations of :func:`run_em` (its parameters; ``rule`` is ``(stopping, tol, N)``),
+    up to its stopping rule."""
+    stopping, tol, n_samples = rule
+    run = _Run(state)
+    while len(run.state.history) - 1 < max_iter:
+        it = len(run.state.history)
+        candidate, out, accelerated = _iterate(step, run.state, anderson)
         if out is None:
-            failure = f"the log-likelihood became non-finite at iteration {it}"
+            run.failure = f"the log-likelihood became non-finite at iteration {it}"
             break
-        state = _State(candidate, out, [*state.history, out.log_likelihood])
-        plain_since = 0 if accelerated else plain_since + 1
+        run.state = _State(candidate, out, [*run.state.history, out.log_likelihood])
+        run.plain_since = 0 if accelerated else run.plain_since + 1
         if verbose >= 2:
             logger.info("%s iteration %d: log-likelihood %.6f", label, it, out.log_likelihood)
-        if accelerate:
-            x_new = pack(candidate)
-            f_new = pack(out.params) - x_new
-            dX.append(x_new - x)
-            dF.append(f_new - f)
-            if len(dX) > ANDERSON_MEMORY:
-                dX.pop(0)
-                dF.pop(0)
-            x, f = x_new, f_new
-        if stopping == "aitken" and accelerate:
-            window = state.history[-PROBE_WINDOW - 1 :]
-            room = (
-                max_iter - (len(state.history) - 1) >= PROBE_SETTLE + AITKEN_BLOCKS * AITKEN_BLOCK
-            )
-            if (
-                room
-                and len(state.history) - last_probe > PROBE_WINDOW
-                and window[-1] - window[0] <= tol * n_samples
-            ):
-                state, remaining, failure = _probe(state, step, keep=True)
-                last_probe = len(state.history)
-                dX.clear()
-                dF.clear()
-                x = pack(state.params)
-                f = pack(state.out.params) - x
-                if failure is not None:
+        if anderson is not None:
+            anderson.record(candidate, out.params)
+        if stopping == "aitken" and anderson is not None:
+            if _probe_due(run.state.history, run.last_probe, max_iter, tol * n_samples):
+                run.state, run.remaining, run.failure = _probe(run.state, step, keep=True)
+                run.last_probe = len(run.state.history)
+                anderson.restart(run.state.params, run.state.out.params)
+                if run.failure is not None:
                     break
-                if remaining <= tol * n_samples:
-                    converged = True
+                if run.remaining <= tol * n_samples:
+                    run.converged = True
                     break
                 if handover:
                     break
-        elif _should_stop_plain(state.history, stopping, tol, n_samples):
-            converged = True
+        elif _should_stop_plain(run.state.history, stopping, tol, n_samples):
+            run.converged = True
             if stopping == "aitken":
-                remaining = aitken_remaining(state.history)
+                run.remaining = aitken_remaining(run.state.history)
             break
+    return run
+
+
+def _iterate(
+    step: Step, state: _State, anderson: Anderson | None
+) -> tuple[DGMMParams, StepOutput | None, bool]:
+    """One iteration: the parameters taken, the step at them and whether they were the
+    Anderson proposal. The proposal is taken only where its log-likelihood is not below the
+    current one; else the plain step (the safeguard: a plain step never decreases it)."""
+    proposal = anderson.propose() if anderson is not None else None
+    if anderson is not None and proposal is not None:
+        out = _advance(step, proposal)
+        if out is not None and out.log_likelihood >= state.history[-1]:
+            return proposal, out, True
+        anderson.clear()
+    return state.out.params, _advance(step, state.out.params), False
+
+
+def _probe_due(history: list[float], last_probe: int, max_iter: int, threshold: float) -> bool:
+    """Whether an accelerated run probes now: the last :data:`PROBE_WINDOW` iterations
+    gained at most ``threshold`` nats, none was probed in them, and the budget has room."""
+    window = history[-PROBE_WINDOW - 1 :]
+    room = max_iter - (len(history) - 1) >= PROBE_SETTLE + AITKEN_BLOCKS * AITKEN_BLOCK
+    return room and len(history) - last_probe > PROBE_WINDOW and window[-1] - window[0] <= threshold
+
+
+def _verdict(
+    run: _Run, step: Step, rule: tuple[str, float, int], *, certify: bool, handover: bool
+) -> tuple[bool, float]:
+    """``(converged, remaining)`` at the end of :func:`run_em` (its parameters; ``rule`` is
+    ``(stopping, tol, N)``)."""
+    stopping, tol, n_samples = rule
+    state, failure, converged, remaining = run.state, run.failure, run.converged, run.remaining
     if stopping == "stationary":
         # at max_iter the end is judged too: is the run stationary where the budget ends?
         remaining = stationary_drift(state.history)[0]
-        converged = (converged or _stationary(state.history)) and failure is None
-    elif stopping == "deepgmm" or failure is not None:
-        converged = converged and failure is None
-    elif not (stopping == "aitken" and converged) and not (handover and last_probe):
-        if certify:
-            # the run stopped by another rule (or at max_iter): measure where it stands;
-            # the probe's steps are not kept, so the run never exceeds max_iter
-            if plain_since >= PROBE_SETTLE + AITKEN_BLOCKS * AITKEN_BLOCK:
-                remaining = aitken_remaining(state.history)
-            else:
-                _, remaining, _ = _probe(state, step, keep=False)
-            converged = remaining <= tol * n_samples
-        else:
-            converged = converged and stopping == "tol"
-    return EMResult(
-        params=state.params,
-        log_likelihood=state.history,
-        n_iter=len(state.history) - 1,
-        converged=converged,
-        remaining=remaining,
-        empty=list(state.out.empty),
-        singular=list(state.out.singular),
-        failure=failure,
-    )
+        return (converged or _stationary(state.history)) and failure is None, remaining
+    if stopping == "deepgmm" or failure is not None:
+        return converged and failure is None, remaining
+    if (stopping == "aitken" and converged) or (handover and run.last_probe):
+        return converged, remaining
+    if not certify:
+        return converged and stopping == "tol", remaining
+    # the run stopped by another rule (or at max_iter): measure where it stands; the probe's
+    # steps are not kept, so the run never exceeds max_iter
+    if run.plain_since >= PROBE_SETTLE + AITKEN_BLOCKS * AITKEN_BLOCK:
+        remaining = aitken_remaining(state.history)
+    else:
+        _, remaining, _ = _probe(state, step, keep=False)
+    return remaining <= tol * n_samples, remaining
 
 
 def _probe(state: _State, step: Step, *, keep: bool) -> tuple[_State, float, str | None]:

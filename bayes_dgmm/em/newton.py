@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,8 @@ from numpy.typing import NDArray
 from scipy.linalg import LinAlgError
 
 from bayes_dgmm._jax import use_compilation_cache
-from bayes_dgmm.em.driver import pack, unpack
 from bayes_dgmm.em.estep import e_step, path_model
+from bayes_dgmm.em.vector import layout, pack, params_layout, unpack
 from bayes_dgmm.model.params import DGMMParams
 from bayes_dgmm.model.paths import path_table
 
@@ -73,7 +74,7 @@ class NewtonResult:
 
 
 def n_parameters(params: DGMMParams) -> int:
-    """Length of :func:`bayes_dgmm.em.driver.pack` of ``params``."""
+    """Length of :func:`bayes_dgmm.em.vector.pack` of ``params``."""
     return int(pack(params).shape[0])
 
 
@@ -87,38 +88,57 @@ def _compiled(
 
     use_compilation_cache()
     import jax.numpy as jnp
+
+    q = _q_function(n_components, n_factors, n_features)
+    q_path = _q_path_function(n_factors, n_features)
+    q_weights = _q_weights_function(n_components)
+    idx, weight_idx = _local_indices(n_components, n_factors, n_features)
+
+    def hessian(theta: Any, n: Any, xbar: Any, scatter: Any) -> Any:
+        # q is a sum of one term per path, each in the few hundred parameters of the path's
+        # components, and of the weights' term: their Hessians, scattered into place, cost a
+        # fraction of differentiating q whole (jax.hessian(q)) in all its parameters
+        local = jax.vmap(jax.hessian(q_path))(theta[idx], n, xbar, scatter)
+        K = theta.shape[0]
+        H = jnp.zeros((K, K)).at[idx[:, :, None], idx[:, None, :]].add(local)
+        hw = jax.hessian(q_weights)(theta[weight_idx], n)
+        return H.at[weight_idx[:, None], weight_idx[None, :]].add(hw)
+
+    return jax.jit(jax.grad(q)), jax.jit(hessian)
+
+
+def _q_function(
+    n_components: tuple[int, ...], n_factors: tuple[int, ...], n_features: int
+) -> Callable[..., Any]:
+    """``Q(theta; n, xbar, scatter)`` in JAX, from the per-path counts, means and scatters
+    of the responsibilities (:func:`_statistics`)."""
+    import jax
+    import jax.numpy as jnp
     from jax.scipy.linalg import cho_solve
 
     table = path_table(n_components)
-    dims = (n_features, *n_factors)
-    L = len(n_components)
+    blocks = layout(n_components, n_factors, n_features)
+    R_top = n_factors[-1]
 
     def layers(theta: Any) -> list[tuple[Any, Any, Any, Any]]:
-        # driver.unpack in JAX (traceable): the same layout as driver.pack
+        # vector.unpack in JAX (traceable), on the same layout
         out = []
-        i = 0
-        for l in range(L):
-            G, D, R = n_components[l], dims[l], dims[l + 1]
-            logw = theta[i : i + G]
-            i += G
-            eta = theta[i : i + G * D].reshape(G, D)
-            i += G * D
-            lam = theta[i : i + G * D * R].reshape(G, D, R)
-            i += G * D * R
-            psi = jnp.exp(theta[i : i + G * D].reshape(G, D))
-            i += G * D
+        for b in blocks:
+            logw = theta[b.log_weights]
+            eta = theta[b.eta].reshape(b.G, b.D)
+            lam = theta[b.Lambda].reshape(b.G, b.D, b.R)
+            psi = jnp.exp(theta[b.log_psi].reshape(b.G, b.D))
             out.append((logw - jax.scipy.special.logsumexp(logw), eta, lam, psi))
         return out
 
     def q(theta: Any, n: Any, xbar: Any, scatter: Any) -> Any:
         par = layers(theta)
-        R_top = dims[-1]
         m = jnp.zeros((table.shape[0], R_top))
         C = jnp.broadcast_to(jnp.eye(R_top), (table.shape[0], R_top, R_top))
         log_w = jnp.zeros(table.shape[0])
         # top-down: z^(l-1) = eta + Lambda z^(l) + u, per path (J-dimensional work per path:
         # the path covariances are small dense matrices here, and autodiff needs them whole)
-        for l in reversed(range(L)):
+        for l in reversed(range(len(blocks))):
             logw, eta, lam, psi = par[l]
             g = table[:, l]
             log_w = log_w + logw[g]
@@ -133,14 +153,22 @@ def _compiled(
             n * (n_features * math.log(2 * math.pi) + logdet) + tr
         )
 
-    idx, weight_idx = _local_indices(n_components, n_factors, n_features)
+    return q
+
+
+def _q_path_function(n_factors: tuple[int, ...], n_features: int) -> Callable[..., Any]:
+    """One path's Gaussian term of ``Q`` in the parameters of its components (weights
+    aside), laid out as :func:`_local_indices` gathers them."""
+    import jax.numpy as jnp
+    from jax.scipy.linalg import cho_solve
+
+    dims = (n_features, *n_factors)
 
     def q_path(local: Any, n: Any, xbar: Any, scatter: Any) -> Any:
-        # one path's Gaussian term of q in the parameters of its components (weights aside)
         m = jnp.zeros(dims[-1])
         C = jnp.eye(dims[-1])
         end = local.shape[0]
-        for l in reversed(range(L)):
+        for l in reversed(range(len(n_factors))):
             D, R = dims[l], dims[l + 1]
             start = end - (D + D * R + D)
             eta = local[start : start + D]
@@ -156,46 +184,42 @@ def _compiled(
         tr = jnp.trace(cho_solve((chol, True), M))
         return -0.5 * (n * (n_features * math.log(2 * math.pi) + logdet) + tr)
 
+    return q_path
+
+
+def _q_weights_function(n_components: tuple[int, ...]) -> Callable[..., Any]:
+    """The weights' term of ``Q`` in the log weights of every layer."""
+    import jax
+    import jax.numpy as jnp
+
+    table = path_table(n_components)
+
     def q_weights(logw: Any, n: Any) -> Any:
         log_w = jnp.zeros(table.shape[0])
         i = 0
-        for l in range(L):
+        for l in range(len(n_components)):
             G = n_components[l]
             lw = logw[i : i + G]
             i += G
             log_w = log_w + (lw - jax.scipy.special.logsumexp(lw))[table[:, l]]
         return jnp.sum(n * log_w)
 
-    def hessian(theta: Any, n: Any, xbar: Any, scatter: Any) -> Any:
-        # q is a sum of one term per path, each in the few hundred parameters of the path's
-        # components, and of the weights' term: their Hessians, scattered into place, cost a
-        # fraction of differentiating q whole (jax.hessian(q)) in all its parameters
-        local = jax.vmap(jax.hessian(q_path))(theta[idx], n, xbar, scatter)
-        K = theta.shape[0]
-        H = jnp.zeros((K, K)).at[idx[:, :, None], idx[:, None, :]].add(local)
-        hw = jax.hessian(q_weights)(theta[weight_idx], n)
-        return H.at[weight_idx[:, None], weight_idx[None, :]].add(hw)
-
-    return jax.jit(jax.grad(q)), jax.jit(hessian)
+    return q_weights
 
 
 def _local_indices(
     n_components: tuple[int, ...], n_factors: tuple[int, ...], n_features: int
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Positions in the :func:`bayes_dgmm.em.driver.pack` vector of every path's parameters
+    """Positions in the :func:`bayes_dgmm.em.vector.pack` vector of every path's parameters
     (per layer, bottom up: ``eta``, ``Lambda``, ``log psi`` of the path's component), shape
     (P, M), and of the log weights of every layer."""
     table = path_table(n_components)
-    dims = (n_features, *n_factors)
     per_path: list[list[NDArray[np.intp]]] = [[] for _ in range(table.shape[0])]
     weights: list[NDArray[np.intp]] = []
-    i = 0
-    for l, G in enumerate(n_components):
-        D, R = dims[l], dims[l + 1]
-        weights.append(np.arange(i, i + G))
-        i += G
-        eta0, lam0, psi0 = i, i + G * D, i + G * D + G * D * R
-        i = psi0 + G * D
+    for l, b in enumerate(layout(n_components, n_factors, n_features)):
+        D, R = b.D, b.R
+        weights.append(np.arange(b.log_weights.start, b.log_weights.stop))
+        eta0, lam0, psi0 = b.eta.start, b.Lambda.start, b.log_psi.start
         for p, g in enumerate(table[:, l]):
             per_path[p] += [
                 np.arange(eta0 + g * D, eta0 + (g + 1) * D),
@@ -222,14 +246,9 @@ def _lower_bounds(params: DGMMParams, psi_floor: list[Array] | None) -> Array:
     lower = np.full(pack(params).shape[0], -np.inf)
     if psi_floor is None:
         return lower
-    i = 0
-    for l in range(params.n_layers):
-        G = params.n_components[l]
-        i += G + params.eta[l].size + params.Lambda[l].size
-        size = params.psi[l].size
+    for l, b in enumerate(params_layout(params)):
         with np.errstate(divide="ignore"):
-            lower[i : i + size] = np.log(np.broadcast_to(psi_floor[l], params.psi[l].shape)).ravel()
-        i += size
+            lower[b.log_psi] = np.log(np.broadcast_to(psi_floor[l], params.psi[l].shape)).ravel()
     return lower
 
 
@@ -295,43 +314,88 @@ def newton_finish(
             if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
                 decrement = math.nan  # not measurable here: the run is not called converged
                 break
-            # noise variances held at their floor by a gradient that pushes them lower are
-            # fixed (the active set of the bound); the steps are in the other coordinates
-            free = ~((theta <= lower + BOUND_SLACK) & (g < 0.0))
-            H_free = H[np.ix_(free, free)]
-            lam, V = np.linalg.eigh(-0.5 * (H_free + H_free.T))
-            absl = np.abs(lam)
-            scale = float(np.max(absl))
-            gv = V.T @ g[free]
-            decrement = 0.5 * float(np.sum(gv**2 / np.maximum(absl, EIGEN_FLOOR * scale)))
+            model = _quadratic_model(theta, g, H, lower)
+            decrement = model.decrement
             if not math.isfinite(damping):
-                damping = INITIAL_DAMPING * scale
+                damping = INITIAL_DAMPING * model.scale
             logger.debug(
                 "%s Newton %d: %.4f, decrement %.3g, damping %.1e, %d at their bound",
                 label,
                 n_hessians,
                 value,
                 decrement,
-                damping / scale,
-                int(np.count_nonzero(~free)),
+                damping / model.scale,
+                int(np.count_nonzero(~model.free)),
             )
             if decrement <= tol * N or n_hessians > max_iter:
                 break
-            found = None
-            for _ in range(MAX_BACKTRACKS):
-                candidate = theta.copy()
-                candidate[free] += V @ (gv / (absl + damping))
-                candidate = np.maximum(candidate, lower)  # a projected step
-                trial = unpack(candidate, params)
-                found = _loglik(X, trial)
-                if found is not None and found[0] > value:
-                    break
-                found = None
-                damping *= DAMPING_UP
-            if found is None:  # no damping gains: the quadratic model is no guide here
+            step = _damped_step(X, params, theta, model, lower, value, damping)
+            damping = step.damping
+            if step.found is None:  # no damping gains: the quadratic model is no guide here
                 break
-            theta, params = candidate, trial
-            value, resp = found
+            theta, params = step.theta, step.params
+            value, resp = step.found
             history.append(value)
-            damping = max(damping / DAMPING_DOWN, 1e-14 * scale)
+            damping = max(damping / DAMPING_DOWN, 1e-14 * model.scale)
     return NewtonResult(params, history, decrement, n_hessians)
+
+
+@dataclass(frozen=True)
+class _Quadratic:
+    """The saddle-free quadratic model at ``theta``: the free coordinates, the eigenvectors
+    ``V`` and absolute eigenvalues ``absl`` of the negative Hessian on them, the gradient in
+    that basis ``gv``, the largest eigenvalue and the Newton decrement."""
+
+    free: NDArray[np.bool_]
+    V: Array
+    absl: Array
+    gv: Array
+    scale: float
+    decrement: float
+
+
+def _quadratic_model(theta: Array, g: Array, H: Array, lower: Array) -> _Quadratic:
+    # noise variances held at their floor by a gradient that pushes them lower are
+    # fixed (the active set of the bound); the steps are in the other coordinates
+    free = ~((theta <= lower + BOUND_SLACK) & (g < 0.0))
+    H_free = H[np.ix_(free, free)]
+    lam, V = np.linalg.eigh(-0.5 * (H_free + H_free.T))
+    absl = np.abs(lam)
+    scale = float(np.max(absl))
+    gv = V.T @ g[free]
+    decrement = 0.5 * float(np.sum(gv**2 / np.maximum(absl, EIGEN_FLOOR * scale)))
+    return _Quadratic(free, V, absl, gv, scale, decrement)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """Outcome of :func:`_damped_step`: the accepted point (``found`` is its log-likelihood
+    and responsibilities, None when no damping gained) and the damping reached."""
+
+    theta: Array
+    params: DGMMParams
+    found: tuple[float, Array] | None
+    damping: float
+
+
+def _damped_step(
+    X: Array,
+    params: DGMMParams,
+    theta: Array,
+    model: _Quadratic,
+    lower: Array,
+    value: float,
+    damping: float,
+) -> _Step:
+    """Levenberg-Marquardt steps of growing damping until the log-likelihood rises above
+    ``value`` (at most :data:`MAX_BACKTRACKS`), each projected onto the bounds."""
+    for _ in range(MAX_BACKTRACKS):
+        candidate = theta.copy()
+        candidate[model.free] += model.V @ (model.gv / (model.absl + damping))
+        candidate = np.maximum(candidate, lower)  # a projected step
+        trial = unpack(candidate, params)
+        found = _loglik(X, trial)
+        if found is not None and found[0] > value:
+            return _Step(candidate, trial, found, damping)
+        damping *= DAMPING_UP
+    return _Step(theta, params, None, damping)

@@ -9,14 +9,7 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
 from bayes_dgmm import DeepGaussianMixture, DGMMParams
-from bayes_dgmm.em.driver import (
-    AITKEN_BLOCK,
-    AITKEN_BLOCKS,
-    aitken_remaining,
-    pack,
-    run_em,
-    unpack,
-)
+from bayes_dgmm.em.driver import AITKEN_BLOCK, AITKEN_BLOCKS, aitken_remaining, run_em
 from bayes_dgmm.em.estep import e_step, layer_slices, path_model, path_statistics
 from bayes_dgmm.em.exact import exact_step
 from bayes_dgmm.em.expansion import (
@@ -26,6 +19,7 @@ from bayes_dgmm.em.expansion import (
     solve_frames,
     transform_statistics,
 )
+from bayes_dgmm.em.vector import pack, unpack
 
 N_AITKEN = AITKEN_BLOCKS * AITKEN_BLOCK + 1
 

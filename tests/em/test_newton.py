@@ -6,8 +6,8 @@ import pytest
 
 from bayes_dgmm.em import newton
 from bayes_dgmm.em.aligned import run_exact_em
-from bayes_dgmm.em.driver import pack, unpack
 from bayes_dgmm.em.estep import e_step, path_model
+from bayes_dgmm.em.vector import pack, unpack
 from bayes_dgmm.experiments.datasets import make_dgmm_data
 
 
