@@ -1,7 +1,10 @@
 """The deep Gaussian mixture model itself: spec, parameters, densities and simulation.
 
 - :mod:`~bayes_dgmm.model.spec`: architecture, priors and fit settings (TOML of ``models/``);
-- :mod:`~bayes_dgmm.model.params`: :class:`DGMMParams`, paths, global and per-layer GMMs;
+- :mod:`~bayes_dgmm.model.params`: :class:`DGMMParams`, paths, global and per-layer GMMs,
+  over :mod:`~bayes_dgmm.model.arrays` (the checked, read-only arrays),
+  :mod:`~bayes_dgmm.model.scoring` (densities and labels of data) and
+  :mod:`~bayes_dgmm.model.params_io` (JSON and named variables);
 - :mod:`~bayes_dgmm.model.density`: low-rank Gaussian log densities (Woodbury), log-sum-exp;
 - :mod:`~bayes_dgmm.model.simulate`: the generative process.
 """

@@ -8,7 +8,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bayes_dgmm._validation import RandomLike, as_generator
-from bayes_dgmm.model.params import DGMMParams, check_n_samples
+from bayes_dgmm.model.arrays import check_n_samples
+from bayes_dgmm.model.params import DGMMParams
 from bayes_dgmm.model.paths import path_index
 
 Array = NDArray[np.float64]

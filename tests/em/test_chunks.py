@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import bayes_dgmm.model.params as params_module
+import bayes_dgmm.model.scoring as scoring_module
 from bayes_dgmm import DeepGaussianMixture, DGMMParams
 from bayes_dgmm.em.estep import chunked_statistics, path_model
 
@@ -48,7 +48,7 @@ def test_scoring_and_prediction_in_blocks(data, monkeypatch):
     # the reference: the (N, paths) log densities in one piece
     reference = np.logaddexp.reduce(truth.log_prob_paths(X), axis=1)
     np.testing.assert_allclose(scores, reference, rtol=1e-12)
-    monkeypatch.setattr(params_module, "SCORE_CHUNK_ROWS", 300)
+    monkeypatch.setattr(scoring_module, "SCORE_CHUNK_ROWS", 300)
     np.testing.assert_allclose(truth.score_samples(X), scores, rtol=1e-12)
     np.testing.assert_array_equal(truth.predict(X), paths)
     np.testing.assert_array_equal(truth.predict(X, layer=2), layer2)
