@@ -110,37 +110,42 @@ def convergence_evidence(result: MethodResult) -> str:
                 )
             return (
                 f"stationary: last {STATIONARY_WINDOW} its' mean moved {drift:.0f} nats, "
-                f"z = {z:.1f} (within ±{STATIONARY_Z:g}) after {est.n_iter_} its"
+                f"z = {z:.1f} (criterion: within ±{STATIONARY_Z:g}) after {est.n_iter_} its"
             )
         if criterion in ("newton", "aitken"):
             tol = float(est.tol) * result.paths.size
             if criterion == "newton":
-                return f"Newton decrement: {_fig(est.remaining_)} nats (< {_fig(tol)})"
-            return f"Aitken: {_fig(est.remaining_)} nats left (< {_fig(tol)})"
+                return f"Newton decrement: {_fig(est.remaining_)} nats (criterion: <= {_fig(tol)})"
+            return f"Aitken: {_fig(est.remaining_)} nats left (criterion: <= {_fig(tol)})"
         if criterion == "fixed":
             return f"fixed budget of {est.max_iter} its, no criterion"
         return f"{criterion} rule" + ("" if result.converged else f" not met in {est.n_iter_} its")
     conv = result.extra.get("convergence") or {}
     from bayes_dgmm.bayes.backends.laplace import DECREMENT_TOL
     from bayes_dgmm.bayes.backends.mode import MODE_GTOL
+    from bayes_dgmm.bayes.backends.pathfinder import PARETO_K_OK
 
     if method == "map":
-        return f"largest gradient entry {_fig(conv.get('max_abs_gradient'))} (< {MODE_GTOL:g})"
+        return (
+            f"largest gradient entry {_fig(conv.get('max_abs_gradient'))} "
+            f"(criterion: <= {MODE_GTOL:g})"
+        )
     if method == "laplace":
         return (
-            f"{conv.get('nonpositive_eigenvalues')} negative Hessian eigenvalues (none), "
-            f"Newton decrement {_fig(conv.get('newton_decrement'))} (< {DECREMENT_TOL:g})"
+            f"{conv.get('nonpositive_eigenvalues')} negative Hessian eigenvalues "
+            f"(criterion: none), Newton decrement {_fig(conv.get('newton_decrement'))} "
+            f"(criterion: < {DECREMENT_TOL:g})"
         )
     if method == "pathfinder":
-        return f"Pareto k {_fig(conv.get('pareto_k'))} (< 0.7)"
+        return f"Pareto k {_fig(conv.get('pareto_k'))} (criterion: < {PARETO_K_OK:g})"
     if method in ("advi", "fullrank_advi"):
         return (
             f"ELBO gain over the last window {_fig(conv.get('last_window_gain'))} "
             f"after {conv.get('iterations')} its"
         )
     parts = [
-        f"r_hat {_fig(conv.get('max_rhat'), 4)} (< {RHAT_OK})",
-        f"ESS bulk {_fig(conv.get('min_ess_bulk'))} (> {ESS_OK}) / tail "
+        f"r_hat {_fig(conv.get('max_rhat'), 4)} (criterion: < {RHAT_OK})",
+        f"ESS bulk {_fig(conv.get('min_ess_bulk'))} (criterion: > {ESS_OK}) / tail "
         f"{_fig(conv.get('min_ess_tail'))}",
         f"{conv.get('divergences', 0)} divergences",
     ]

@@ -261,13 +261,13 @@ def test_compare_shows_evidence_time_split_and_rank_plots(tiny, tmp_path):
     )
     exact, nuts = rows
     # the exact EM ends with Newton steps: their decrement is the evidence
-    assert re.match(r"Newton decrement: \S+ nats \(< 0\.24\)", exact["evidence"])
+    assert re.match(r"Newton decrement: \S+ nats \(criterion: <= 0\.24\)", exact["evidence"])
     est_remaining = float(exact["evidence"].split()[2])
     assert exact["converged"] == (est_remaining < 0.24)
     assert "compile_s" not in exact
     # nutpie compiles its C-backend log density; the split is part of the wall time
     assert 0 < nuts["compile_s"] < nuts["seconds"]
-    assert re.match(r"r_hat \d\.\d+ \(< 1\.01\), ESS bulk \d", nuts["evidence"])
+    assert re.match(r"r_hat \d\.\d+ \(criterion: < 1\.01\), ESS bulk \d", nuts["evidence"])
     assert "tree depth" in nuts["evidence"]
     assert (tmp_path / "rank_nutpie.png").is_file()
     report = (tmp_path / "report.md").read_text()
@@ -346,3 +346,38 @@ def test_stochastic_em_too_short_to_test_says_not_measured(tiny):
     )
     with pytest.warns(ConvergenceWarning, match=r"not measured: 10 iterations are fewer than"):
         run_method("stochastic", tiny.X, SPEC, budget=budget)
+
+
+@pytest.mark.parametrize(
+    ("method", "convergence", "expected"),
+    [
+        (
+            "map",
+            {"max_abs_gradient": 1880.0},
+            "largest gradient entry 1.88e+03 (criterion: <= 0.001)",
+        ),
+        ("pathfinder", {"pareto_k": 6.45}, "Pareto k 6.45 (criterion: < 0.7)"),
+        (
+            "laplace",
+            {"nonpositive_eigenvalues": 0, "newton_decrement": 201.0},
+            "0 negative Hessian eigenvalues (criterion: none), Newton decrement 201 "
+            "(criterion: < 0.1)",
+        ),
+    ],
+)
+def test_evidence_names_the_criterion_apart_from_the_figure(method, convergence, expected):
+    from bayes_dgmm.experiments.compare import convergence_evidence
+    from bayes_dgmm.experiments.methods import MethodResult
+
+    result = MethodResult(
+        method=method,
+        paths=np.zeros(4, dtype=np.intp),
+        log_likelihood=0.0,
+        bic=0.0,
+        seconds=0.0,
+        partitions=np.zeros((1, 4), dtype=np.intp),
+        scores=np.zeros(1),
+        extra={"convergence": convergence},
+        converged=False,
+    )
+    assert convergence_evidence(result) == expected
