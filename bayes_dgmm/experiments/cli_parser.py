@@ -328,7 +328,7 @@ def _add_diagnose(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None:
         formatter_class=_HelpFormatter,
     )
     p.add_argument("fit", type=Path, help="a fit.nc written by `fit` or `compare`")
-    _data_options(p)
+    _data_options(p, fitted=True)
     p.add_argument("--out", type=out_folder, required=True, help="output folder")
     _overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="print nothing")
@@ -367,12 +367,16 @@ def _overwrite_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _data_options(p: argparse.ArgumentParser) -> None:
+def _data_options(p: argparse.ArgumentParser, *, fitted: bool = False) -> None:
+    """--data, --labels, --spec and --header; ``fitted``: for a saved fit, whose own data
+    and spec are the defaults and which --data and --spec must match."""
     p.add_argument(
         "--data",
         type=Path,
         default=None,
-        help="CSV of observations (default: the embedded study data set)",
+        help="CSV of the observations the fit was fitted to (default: the data saved in it)"
+        if fitted
+        else "CSV of observations (default: the embedded study data set)",
     )
     p.add_argument(
         "--labels",
@@ -383,7 +387,9 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spec",
         default=None,
-        help="model spec: a name in models/ or a TOML path (default: the study's)",
+        help="model spec: a name in models/ or a TOML path (default: the fit's)"
+        if fitted
+        else "model spec: a name in models/ or a TOML path (default: the study's)",
     )
     p.add_argument(
         "--header",
