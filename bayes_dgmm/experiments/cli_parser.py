@@ -12,7 +12,13 @@ from typing import Any
 from bayes_dgmm._version import __version__
 from bayes_dgmm.experiments.benchmark import BENCH_METHODS, REAL_DATA
 from bayes_dgmm.experiments.cli_out import out_folder
-from bayes_dgmm.experiments.methods import BUDGET_MEANING, DEFAULT_BUDGET, METHODS, QUICK_BUDGET
+from bayes_dgmm.experiments.methods import (
+    BUDGET_MEANING,
+    DEFAULT_BUDGET,
+    EM_METHODS,
+    METHODS,
+    QUICK_BUDGET,
+)
 
 
 def _int_in(low: int, high: int | None = None, *, nonzero: bool = False) -> Callable[[str], int]:
@@ -200,8 +206,8 @@ def _add_reproduce(sub: Any, commands: Mapping[str, Callable[..., Any]]) -> None
     p.add_argument(
         "--algorithms",
         nargs="+",
-        default=["stochastic", "exact"],
-        choices=["stochastic", "exact"],
+        default=list(EM_METHODS),
+        choices=list(EM_METHODS),
         help="the EM algorithms to run: the study's stochastic EM, the exact EM, or both",
     )
     p.add_argument(
