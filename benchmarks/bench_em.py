@@ -116,10 +116,7 @@ def counting(ledger: Ledger) -> Iterator[None]:
         finally:
             restarts._iterate = screen
 
-    import bayes_dgmm.em.estimator as estimator
-
-    saved_est = estimator.continue_restart
-    estimator.continue_restart = continue_restart
+    restarts.continue_restart = continue_restart
     restarts._iterate = screen
     try:
         yield
@@ -129,7 +126,7 @@ def counting(ledger: Ledger) -> Iterator[None]:
         restarts.newton_finish = saved[(restarts, "newton_finish")]
         driver._probe = saved[(driver, "_probe")]
         restarts._iterate = saved_iterate
-        estimator.continue_restart = saved_est
+        restarts.continue_restart = saved_continue
 
 
 def default_fit_breakdown(X: Any, labels: Any, truth_ll: float) -> None:

@@ -10,59 +10,41 @@
 - ``"stochastic"``: the layer-wise stochastic EM of the R package ``deepgmm`` (one draw of the
   scores per observation per iteration), from :mod:`bayes_dgmm.em.stochastic`.
 
-Model selection by BIC over a grid of architectures: :func:`select_architecture`.
-
-Free parameters (used by BIC, AIC and ICL), the usual count of a mixture of factor analysers
-applied layer by layer: for layer ``l`` and each of its ``G_l`` components, ``eta``
-(``R_{l-1}``), ``Lambda`` (``R_{l-1} R_l``) less ``R_l (R_l - 1) / 2`` for its rotational
-redundancy, and ``psi`` (``R_{l-1}``); plus ``G_l - 1`` weights. A rotation ``Q`` of
-``z^(l)`` leaves the model unchanged when it is absorbed by ``Lambda^(l) Q``; at the top layer
-this is the exact invariance ``z^(L) ~ N(0, I)``; below, it is the factor-analytic convention
-(see :func:`n_free_parameters`).
+Model selection by BIC over a grid of architectures: :func:`select_architecture`. The count
+of free parameters behind BIC, the fit's history and its warnings are in
+:mod:`bayes_dgmm.em.results` (re-exported here).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
-from joblib import Parallel, delayed
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import xlogy
 from sklearn.base import BaseEstimator, DensityMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from bayes_dgmm._validation import (
     RandomLike,
-    as_generator,
     check_data,
     check_declared,
-    check_feature_names,
-    check_not_constant,
 )
 from bayes_dgmm.em import ALGORITHMS
-from bayes_dgmm.em.driver import STATIONARY_WINDOW, STATIONARY_Z, EMResult, stationary_drift
 from bayes_dgmm.em.exact import CONSTRAINTS
-from bayes_dgmm.em.restarts import (
-    SCREEN_ITER,
-    SCREEN_MARGIN,
-    SCREEN_MARGIN_PER_ROW,
-    Settings,
-    continue_restart,
-    distinct_modes,
-    run_restart,
-    seed_sequences,
+from bayes_dgmm.em.fitted import FittedDGMMMixin
+from bayes_dgmm.em.restarts import check_settings, run_restarts, seed_sequences
+from bayes_dgmm.em.results import (
+    FitHistory,
+    RestartSummary,
+    n_free_parameters,
+    warn_about_fit,
 )
 from bayes_dgmm.em.starts import INITIALISERS
 from bayes_dgmm.model.params import DGMMParams
-from bayes_dgmm.model.spec import validate_architecture
 
 Array = NDArray[np.float64]
 
@@ -81,57 +63,7 @@ ACCELERATIONS = ("anderson", None)
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
-def n_free_parameters(
-    n_features: int, n_components: Sequence[int], n_factors: Sequence[int]
-) -> int:
-    """Number of free parameters of a DGMM, as used by :meth:`DeepGaussianMixture.bic`.
-
-    For layer ``l`` (``R_0 = J``) and each of its ``G_l`` components: ``R_{l-1}`` intercepts,
-    ``R_{l-1} R_l - R_l (R_l - 1) / 2`` loadings (a rotation of the factors is absorbed by
-    the loadings, as for factor analysis) and ``R_{l-1}`` noise variances; plus ``G_l - 1``
-    weights. This is the usual MFA count applied layer-wise.
-
-    Parameters
-    ----------
-    n_features : int, J
-    n_components, n_factors : the architecture ``(G_1..G_L)``, ``(R_1..R_L)``
-    """
-    comps, facts = validate_architecture(n_components, n_factors, n_features)
-    dims = (n_features, *facts)
-    total = 0
-    for l, G in enumerate(comps):
-        r_in, r = dims[l], dims[l + 1]
-        per_component = 2 * r_in + r_in * r - r * (r - 1) // 2
-        total += G * per_component + G - 1
-    return total
-
-
-@dataclass(frozen=True)
-class FitHistory:
-    """Trace of one EM run (the study's Figure 4).
-
-    Attributes
-    ----------
-    log_likelihood : (n_iter + 1,) array; entry ``k`` is the total log-likelihood after
-        ``k`` iterations (entry 0: at the starting values)
-    bic : (n_iter + 1,) array, ``-2 log_likelihood + n_parameters log N``
-    """
-
-    log_likelihood: Array
-    bic: Array
-
-
-@dataclass(frozen=True)
-class RestartSummary:
-    """Outcome of one restart: its final log-likelihood, iterations and convergence flag."""
-
-    log_likelihood: float
-    n_iter: int
-    converged: bool
-    remaining: float = math.nan
-
-
-class DeepGaussianMixture(DensityMixin, BaseEstimator):
+class DeepGaussianMixture(FittedDGMMMixin, DensityMixin, BaseEstimator):
     """Deep Gaussian mixture model fitted by EM (Viroli & McLachlan 2019).
 
     Layer ``l = 1..L`` (layer 1 next to the data) has ``G_l`` components mapping the scores
@@ -300,83 +232,11 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
         self.n_jobs = n_jobs
 
-    # ------------------------------------------------------------------ checks
-    def _check_input(self, X: Any, n_features: int | None = None, *, reset: bool = False) -> Array:
-        check_feature_names(self, X, reset=reset)
-        arr = check_data(X)
-        if n_features is not None and arr.shape[1] != n_features:
-            raise ValueError(
-                f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{n_features} features as input (as at fit time); pass data with the same "
-                "columns."
-            )
-        return arr
-
     def _validate_params(self) -> None:
         # scikit-learn's hook, called by ``_fit_context`` unless validation is switched off
         check_declared(
             self._parameter_constraints, self.get_params(deep=False), "DeepGaussianMixture"
         )
-
-    def _check_settings(self, X: Array) -> Settings:
-        """The checks that involve the data or several parameters at once."""
-        comps, facts = validate_architecture(self.n_components, self.n_factors, X.shape[1])
-        needed = max(2, max(comps))
-        if X.shape[0] < needed:
-            raise ValueError(
-                f"X has n_samples={X.shape[0]}; at least {needed} are needed for "
-                f"n_components={comps}; pass more rows or fewer components."
-            )
-        n_paths = math.prod(comps)
-        if X.shape[0] < 2 * n_paths:
-            # fewer rows than two per path: components sit on single points and the
-            # likelihood grows without bound, a fit that converges to nothing
-            raise ValueError(
-                f"X has n_samples={X.shape[0]}, fewer than two per path of n_components="
-                f"{comps} ({n_paths} paths): the fit would be degenerate; pass at least "
-                f"{2 * n_paths} rows or fewer components."
-            )
-        check_not_constant(X)
-        if isinstance(self.init, DGMMParams) and (
-            self.init.n_components != comps
-            or self.init.n_factors != facts
-            or self.init.n_features != X.shape[1]
-        ):
-            raise ValueError(
-                f"init={self.init!r} does not match n_components={comps}, "
-                f"n_factors={facts} and the {X.shape[1]} features of X; pass starting "
-                "values of this architecture."
-            )
-        stopping = self.stopping
-        if stopping == "auto":
-            stopping = "aitken" if self.algorithm == "exact" else "stationary"
-        if stopping == "aitken" and self.algorithm == "stochastic":
-            raise ValueError(
-                "stopping='aitken' needs a monotone EM; the stochastic EM's log-likelihood "
-                "is random: use stopping='stationary', 'deepgmm' or 'fixed' with "
-                "algorithm='stochastic'."
-            )
-        return Settings(
-            n_components=comps,
-            n_factors=facts,
-            algorithm=self.algorithm,
-            init=self.init,
-            max_iter=int(self.max_iter),
-            tol=float(self.tol),
-            reg_psi=float(self.reg_psi),
-            constraint=self.constraint,
-            stopping=stopping,
-            acceleration=self.acceleration,
-            parameter_expansion=bool(self.parameter_expansion),
-            verbose=int(self.verbose),
-        )
-
-    def _check_fitted(self) -> DGMMParams:
-        if not hasattr(self, "params_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit(X) first."
-            )
-        return self.params_
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -394,33 +254,13 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
         """
 
         Xa = self._check_input(X, reset=True)
-        settings = self._check_settings(Xa)
-        settings_n_init = int(self.n_init)
+        settings = check_settings(Xa, self.get_params(deep=False))
+        n_init = int(self.n_init)
         if isinstance(settings.init, DGMMParams) and settings.algorithm == "exact":
-            settings_n_init = 1  # the exact EM is deterministic: restarts from one start agree
-        seeds = seed_sequences(self.random_state, settings_n_init)
-        screen = (
-            settings.algorithm == "exact"
-            and settings_n_init > 1
-            and settings.stopping != "fixed"
-            and settings.max_iter > SCREEN_ITER
-        )
-        first_iter = SCREEN_ITER if screen else settings.max_iter
-        results: list[EMResult] = Parallel(n_jobs=self.n_jobs)(
-            delayed(run_restart)(Xa, seed, settings, k, first_iter) for k, seed in enumerate(seeds)
-        )
-        if screen:
-            finals = np.array([r.log_likelihood[-1] for r in results])
-            margin = max(SCREEN_MARGIN, SCREEN_MARGIN_PER_ROW * Xa.shape[0])
-            close = [k for k in range(len(results)) if finals[k] >= finals.max() - margin]
-            keep = distinct_modes(Xa, results, close)
-            continued: list[EMResult] = Parallel(n_jobs=self.n_jobs)(
-                delayed(continue_restart)(Xa, results[k], settings, k) for k in keep
-            )
-            for k, r in zip(keep, continued, strict=True):
-                results[k] = r
-        best = int(np.argmax([r.log_likelihood[-1] for r in results]))
-        result = results[best]
+            n_init = 1  # the exact EM is deterministic: restarts from one start agree
+        seeds = seed_sequences(self.random_state, n_init)
+        results = run_restarts(Xa, settings, seeds, self.n_jobs)
+        result = results[int(np.argmax([r.log_likelihood[-1] for r in results]))]
         self.params_ = result.params
         self.n_features_in_ = Xa.shape[1]
         self.converged_ = result.converged
@@ -435,150 +275,12 @@ class DeepGaussianMixture(DensityMixin, BaseEstimator):
             RestartSummary(float(r.log_likelihood[-1]), r.n_iter, r.converged, r.remaining)
             for r in results
         ]
-        self._warn(result, settings, settings_n_init, Xa.shape[0])
+        warn_about_fit(result, settings, n_init, Xa.shape[0])
         return self
-
-    def _warn(self, result: EMResult, s: Settings, n_init: int, n_samples: int) -> None:
-        if result.failure is not None:
-            warnings.warn(
-                f"EM stopped early because {result.failure}; the parameters of the previous "
-                "iteration are kept. Standardise X, raise reg_psi or reduce n_factors.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        elif not result.converged:
-            if s.stopping == "deepgmm":
-                figure = f"deepgmm's rule (eps={s.tol}) did not hold"
-            elif s.stopping == "stationary":
-                drift, z = stationary_drift(result.log_likelihood)
-                figure = (
-                    f"the log-likelihood's mean over the last {STATIONARY_WINDOW} iterations "
-                    f"moved {drift:.3g} nats from the {STATIONARY_WINDOW} before, z = {z:.2f} "
-                    f"(stationary: |z| <= {STATIONARY_Z:g})"
-                )
-                if not math.isfinite(z):
-                    figure = (
-                        f"its stationarity was not measured: {s.max_iter} iterations are "
-                        f"fewer than the {2 * STATIONARY_WINDOW} the test needs"
-                    )
-            elif s.algorithm == "stochastic":
-                # its log-likelihood is not monotone, so Aitken's estimate does not apply
-                figure = (
-                    f"stopping={s.stopping!r} does not measure a stochastic EM's convergence; "
-                    "the stationarity rule (stopping='stationary') does"
-                )
-            elif result.criterion == "newton" and math.isnan(result.remaining):
-                figure = "the Newton decrement could not be computed (a non-finite Hessian)"
-            elif result.criterion == "newton":
-                figure = (
-                    f"the Newton decrement (the log-likelihood a quadratic model still "
-                    f"predicts) is {result.remaining:.3g} nats, above tol * N = "
-                    f"{s.tol * n_samples:.3g}"
-                )
-            elif math.isinf(result.remaining):
-                figure = "the log-likelihood was still rising without slowing down"
-            elif math.isnan(result.remaining):
-                figure = (
-                    "Aitken's estimate of the log-likelihood still to gain could not be "
-                    "formed (too few consecutive iterations of one EM map)"
-                )
-            else:
-                figure = (
-                    f"Aitken's estimate of the log-likelihood still to gain is "
-                    f"{result.remaining:.3g} nats, above tol * N = {s.tol * n_samples:.3g}"
-                )
-            if result.n_iter >= s.max_iter:
-                when = f"in max_iter={s.max_iter} iterations"
-            else:
-                when = f"when stopping={s.stopping!r} ended it after {result.n_iter} iterations"
-            warnings.warn(
-                f"The best of n_init={n_init} restarts did not converge {when}: {figure}. "
-                "Increase max_iter, or try more restarts (n_init).",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        kept = {
-            "Empty": (result.empty, "they hold no observation", "n_components"),
-            "Singular": (
-                result.singular,
-                "the second-moment matrix of their latent scores is not positive definite, so "
-                "their M-step update could not be computed",
-                "n_factors for that layer",
-            ),
-        }
-        for kind, (where, why, what) in kept.items():
-            if where:
-                named = ", ".join(f"layer {l} component {g}" for l, g in where)
-                warnings.warn(
-                    f"{kind} components ({named}): {why}; they kept their previous "
-                    f"parameters. Reduce {what} or try more restarts (n_init). Layers are "
-                    "counted from 1 and components from 0, as predict(X, layer) labels them.",
-                    ConvergenceWarning,
-                    stacklevel=3,
-                )
 
     def fit_predict(self, X: ArrayLike, y: Any = None) -> NDArray[np.intp]:
         """Fit, then label ``X`` by its most probable path: the same as ``fit(X).predict(X)``."""
         return self.fit(X).predict(X)
-
-    # ------------------------------------------------------------------ inference
-    def predict_proba(self, X: ArrayLike, layer: int | None = None) -> Array:
-        """Posterior probabilities of the paths (N, P), or of layer ``layer``'s components.
-
-        Parameters
-        ----------
-        X : (N, J) array-like
-        layer : int in 1..L, optional
-        """
-        params = self._check_fitted()
-        return params.predict_proba(self._check_input(X, self.n_features_in_), layer=layer)
-
-    def predict(self, X: ArrayLike, layer: int | None = None) -> NDArray[np.intp]:
-        """Most probable global path (0-based, :func:`bayes_dgmm.path_table` order), or the
-        most probable component of layer ``layer`` (1-based layer), shape (N,)."""
-        return np.argmax(self.predict_proba(X, layer=layer), axis=1).astype(np.intp)
-
-    def score_samples(self, X: ArrayLike) -> Array:
-        """Log density of each row of ``X``, shape (N,)."""
-        params = self._check_fitted()
-        return params.score_samples(self._check_input(X, self.n_features_in_))
-
-    def score(self, X: ArrayLike, y: Any = None) -> float:
-        """Mean log-likelihood per sample (scikit-learn convention)."""
-        return float(np.mean(self.score_samples(X)))
-
-    def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
-        """Draw ``n_samples`` observations and their paths: ``(X (n, J), paths (n,))``."""
-        params = self._check_fitted()
-        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral):
-            raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
-        if n_samples < 1:
-            raise ValueError(f"n_samples={n_samples} must be a positive integer.")
-        return params.sample(int(n_samples), random_state=as_generator(self.random_state))
-
-    # ------------------------------------------------------------------ model selection
-    def n_parameters(self) -> int:
-        """Number of free parameters (see :func:`n_free_parameters`)."""
-        params = self._check_fitted()
-        return n_free_parameters(params.n_features, params.n_components, params.n_factors)
-
-    def bic(self, X: ArrayLike) -> float:
-        """Bayesian information criterion ``-2 log L + k log N`` (lower is better)."""
-        params = self._check_fitted()
-        Xa = self._check_input(X, self.n_features_in_)
-        ll = float(np.sum(params.score_samples(Xa)))
-        return -2.0 * ll + self.n_parameters() * math.log(Xa.shape[0])
-
-    def aic(self, X: ArrayLike) -> float:
-        """Akaike information criterion ``-2 log L + 2 k`` (lower is better)."""
-        ll = float(np.sum(self.score_samples(X)))
-        return -2.0 * ll + 2.0 * self.n_parameters()
-
-    def icl(self, X: ArrayLike) -> float:
-        """Integrated completed likelihood: BIC plus twice the entropy of the path posteriors,
-        ``BIC - 2 sum_i sum_p t_ip log t_ip`` (Biernacki et al. 2000; lower is better)."""
-        proba = self.predict_proba(X)
-        return self.bic(X) - 2.0 * float(np.sum(xlogy(proba, proba)))
 
 
 def select_architecture(

@@ -1,22 +1,28 @@
-"""Restarts of the EM: starting values, the EM loop with the chosen step, screening.
+"""Restarts of the EM: the checked settings, starting values, the EM loop with the chosen
+step, screening.
 
-:class:`~bayes_dgmm.em.estimator.DeepGaussianMixture` runs :func:`run_restart` for every
-seed (in joblib workers) and :func:`continue_restart` for the screened ones.
+:class:`~bayes_dgmm.em.estimator.DeepGaussianMixture` checks its settings with
+:func:`check_settings` and hands them to :func:`run_restarts`, which runs :func:`run_restart`
+for every seed (in joblib workers) and :func:`continue_restart` for the screened ones.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from numpy.typing import NDArray
 from scipy.linalg import LinAlgError
 from threadpoolctl import threadpool_limits
 
-from bayes_dgmm._validation import RandomLike, as_generator
+from bayes_dgmm._validation import RandomLike, as_generator, check_not_constant
 from bayes_dgmm.em.aligned import aligned_init
 from bayes_dgmm.em.driver import EMResult, run_em
 from bayes_dgmm.em.exact import exact_step, variance_floor
@@ -24,6 +30,7 @@ from bayes_dgmm.em.newton import MAX_NEWTON_ITER, MAX_PARAMETERS, n_parameters, 
 from bayes_dgmm.em.starts import INITIALISERS
 from bayes_dgmm.em.stochastic import stochastic_step
 from bayes_dgmm.model.params import DGMMParams
+from bayes_dgmm.model.spec import validate_architecture
 
 Array = NDArray[np.float64]
 
@@ -240,6 +247,90 @@ def _log_restart(s: Settings, restart: int, result: EMResult) -> None:
             result.n_iter,
             result.converged,
         )
+
+
+def run_restarts(
+    X: Array, s: Settings, seeds: list[np.random.SeedSequence], n_jobs: int | None
+) -> list[EMResult]:
+    """One restart per seed, in parallel with joblib. With the exact EM and several seeds
+    they are screened: each runs :data:`SCREEN_ITER` iterations, and those within
+    ``max(SCREEN_MARGIN, SCREEN_MARGIN_PER_ROW * N)`` nats of the best, one per mode
+    (:func:`distinct_modes`), run on to ``max_iter`` (:func:`continue_restart`)."""
+    screen = (
+        s.algorithm == "exact"
+        and len(seeds) > 1
+        and s.stopping != "fixed"
+        and s.max_iter > SCREEN_ITER
+    )
+    first_iter = SCREEN_ITER if screen else s.max_iter
+    results: list[EMResult] = Parallel(n_jobs=n_jobs)(
+        delayed(run_restart)(X, seed, s, k, first_iter) for k, seed in enumerate(seeds)
+    )
+    if screen:
+        finals = np.array([r.log_likelihood[-1] for r in results])
+        margin = max(SCREEN_MARGIN, SCREEN_MARGIN_PER_ROW * X.shape[0])
+        close = [k for k in range(len(results)) if finals[k] >= finals.max() - margin]
+        keep = distinct_modes(X, results, close)
+        continued: list[EMResult] = Parallel(n_jobs=n_jobs)(
+            delayed(continue_restart)(X, results[k], s, k) for k in keep
+        )
+        for k, r in zip(keep, continued, strict=True):
+            results[k] = r
+    return results
+
+
+def check_settings(X: Array, est: Mapping[str, Any]) -> Settings:
+    """The estimator's hyper-parameters ``est`` (its ``get_params()``), checked where they
+    involve the data or several of them at once, and resolved (``stopping="auto"``)."""
+    comps, facts = validate_architecture(est["n_components"], est["n_factors"], X.shape[1])
+    init, algorithm = est["init"], est["algorithm"]
+    needed = max(2, max(comps))
+    if X.shape[0] < needed:
+        raise ValueError(
+            f"X has n_samples={X.shape[0]}; at least {needed} are needed for "
+            f"n_components={comps}; pass more rows or fewer components."
+        )
+    n_paths = math.prod(comps)
+    if X.shape[0] < 2 * n_paths:
+        # fewer rows than two per path: components sit on single points and the
+        # likelihood grows without bound, a fit that converges to nothing
+        raise ValueError(
+            f"X has n_samples={X.shape[0]}, fewer than two per path of n_components="
+            f"{comps} ({n_paths} paths): the fit would be degenerate; pass at least "
+            f"{2 * n_paths} rows or fewer components."
+        )
+    check_not_constant(X)
+    if isinstance(init, DGMMParams) and (
+        init.n_components != comps or init.n_factors != facts or init.n_features != X.shape[1]
+    ):
+        raise ValueError(
+            f"init={init!r} does not match n_components={comps}, "
+            f"n_factors={facts} and the {X.shape[1]} features of X; pass starting "
+            "values of this architecture."
+        )
+    stopping = est["stopping"]
+    if stopping == "auto":
+        stopping = "aitken" if algorithm == "exact" else "stationary"
+    if stopping == "aitken" and algorithm == "stochastic":
+        raise ValueError(
+            "stopping='aitken' needs a monotone EM; the stochastic EM's log-likelihood "
+            "is random: use stopping='stationary', 'deepgmm' or 'fixed' with "
+            "algorithm='stochastic'."
+        )
+    return Settings(
+        n_components=comps,
+        n_factors=facts,
+        algorithm=algorithm,
+        init=init,
+        max_iter=int(est["max_iter"]),
+        tol=float(est["tol"]),
+        reg_psi=float(est["reg_psi"]),
+        constraint=est["constraint"],
+        stopping=stopping,
+        acceleration=est["acceleration"],
+        parameter_expansion=bool(est["parameter_expansion"]),
+        verbose=int(est["verbose"]),
+    )
 
 
 def seed_sequences(random_state: RandomLike, n: int) -> list[np.random.SeedSequence]:
