@@ -1,7 +1,7 @@
 """Aligned layer-wise starting values, the default start of the exact EM.
 
 :func:`aligned_init` fits layer 1 as a mixture of factor analysers, aligns every
-component's latent frame onto a reference (:mod:`bayes_dgmm.em.frames`), fits the deeper
+component's latent frame onto a reference (:mod:`bayes_dgmm.em.registration`), fits the deeper
 layers on the pooled aligned scores, recursively, and refines the frames. Why plain EM
 fails on the study data and the steps: ``docs/aligned-start.md``; measurements:
 ``docs/recover.md``.
@@ -22,15 +22,17 @@ from bayes_dgmm.em.driver import run_em
 from bayes_dgmm.em.estep import e_step, path_model
 from bayes_dgmm.em.exact import exact_step
 from bayes_dgmm.em.frames import (
-    Registration,
     aligned_loglik,
     apply_frames,
-    candidate_permutations,
-    cluster_moments,
     compose_frames,
-    match_frames,
     refine_frames,
     whitening,
+)
+from bayes_dgmm.em.registration import (
+    Registration,
+    candidate_permutations,
+    cluster_moments,
+    match_frames,
 )
 from bayes_dgmm.em.starts import Labeller, factor_scores, kmeans_labels, layerwise_init
 from bayes_dgmm.model.params import DGMMParams
@@ -305,36 +307,64 @@ def aligned_init(
         )
         for g in range(G)
     ]
-    G2, R2 = int(n_components[1]), int(n_factors[1])
-    # a component too small to estimate its sub-clusters keeps an unaligned frame
-    enough = [S.shape[0] >= 4 * (R + 1) * G2 for S in scores]
     white = [whitening(S) if S.shape[0] > R + 1 else (np.eye(R), np.zeros(R)) for S in scores]
-    frames = list(white)
-    candidates: list[list[Registration]] = [[] for _ in range(G)]
-    if opt.align and sum(enough) >= 2:
-        moments = []
-        for S, (A, c) in zip(scores, white, strict=True):
-            Z = S @ A.T + c
-            if Z.shape[0] >= 4 * (R + 1) * G2:
-                sub, _ = fit_mfa(Z, G2, R2, rng, n_init=opt.n_init_mfa, n_fine=n_fine // G)
-                moments.append(cluster_moments(Z, hard_labels(Z, sub), G2))
-        reference = int(np.argmax([m.n.sum() for m in moments]))
-        matched = match_frames(moments, rng, reference=reference)
-        for h, regs in zip(np.flatnonzero(enough).tolist(), matched, strict=True):
-            candidates[h] = regs
-            frames[h] = _then(white[h], regs[0])
-        logger.debug(
-            "level G=%d: registration values %s",
-            G,
-            [[round(r.value, 3) for r in regs] for regs in candidates],
-        )
+    candidates = _register(scores, white, n_components, n_factors, rng, opt)
+    frames = [_then(w, regs[0]) if regs else w for w, regs in zip(white, candidates, strict=True)]
     deep = aligned_init(apply_frames(scores, frames), n_components[1:], n_factors[1:], rng, opt)
     frames, deep, _ = _alternate(scores, frames, deep, opt)
     best, value = _polish(Y, compose_frames(layer, frames, deep), opt)
-    # A correspondence the moments cannot tell apart (sub-clusters of alike shapes) is
-    # settled by the likelihood, one move at a time: relabel the reference's sub-clusters by a
-    # transposition (every other component follows), or give one component a runner-up.
     chosen = {g: regs[0] for g, regs in enumerate(candidates) if regs}
+    moves = _moves(candidates, chosen, opt)
+    comps, facts = tuple(int(g) for g in n_components), tuple(int(r) for r in n_factors)
+    level = _Level(Y, layer, scores, white, comps, facts)
+    return _settle(level, frames, deep, best, value, chosen, moves, rng, opt)
+
+
+def _register(
+    scores: list[Array],
+    white: list[tuple[Array, Array]],
+    n_components: Sequence[int],
+    n_factors: Sequence[int],
+    rng: np.random.Generator,
+    opt: AlignOptions,
+) -> list[list[Registration]]:
+    """Per component, its registrations onto the reference, best first (step 3 of
+    ``docs/aligned-start.md``); empty for a component too small to estimate its
+    sub-clusters (it keeps an unaligned frame), and for all without ``opt.align``."""
+    G, R = len(scores), int(n_factors[0])
+    G2, R2 = int(n_components[1]), int(n_factors[1])
+    n_fine = math.prod(n_components)
+    enough = [S.shape[0] >= 4 * (R + 1) * G2 for S in scores]
+    candidates: list[list[Registration]] = [[] for _ in range(G)]
+    if not (opt.align and sum(enough) >= 2):
+        return candidates
+    moments = []
+    for S, (A, c) in zip(scores, white, strict=True):
+        Z = S @ A.T + c
+        if Z.shape[0] >= 4 * (R + 1) * G2:
+            sub, _ = fit_mfa(Z, G2, R2, rng, n_init=opt.n_init_mfa, n_fine=n_fine // G)
+            moments.append(cluster_moments(Z, hard_labels(Z, sub), G2))
+    reference = int(np.argmax([m.n.sum() for m in moments]))
+    matched = match_frames(moments, rng, reference=reference)
+    for h, regs in zip(np.flatnonzero(enough).tolist(), matched, strict=True):
+        candidates[h] = regs
+    logger.debug(
+        "level G=%d: registration values %s",
+        G,
+        [[round(r.value, 3) for r in regs] for regs in candidates],
+    )
+    return candidates
+
+
+def _moves(
+    candidates: list[list[Registration]], chosen: dict[int, Registration], opt: AlignOptions
+) -> list[dict[int, Registration]]:
+    """Changes of correspondence worth scoring by the likelihood (``opt.n_alternatives``).
+
+    A correspondence the moments cannot tell apart (sub-clusters of alike shapes) is settled
+    by the likelihood, one move at a time: relabel the reference's sub-clusters by a
+    transposition (every other component follows), or give one component a runner-up.
+    """
     lookup = {g: {r.order: r for r in regs} for g, regs in enumerate(candidates)}
     moves: list[dict[int, Registration]] = []
     if chosen and opt.n_alternatives > 0:
@@ -352,22 +382,58 @@ def aligned_init(
         for alt in regs[1 : 1 + opt.n_alternatives]:
             if alt.value - regs[0].value <= opt.margin:
                 moves.append({g: alt})
+    return moves
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One level of :func:`aligned_init`: its data, its layer's MFA, every component's
+    subspace scores and whitening frame, and the architecture from this level up."""
+
+    Y: Array
+    layer: DGMMParams
+    scores: list[Array]
+    white: list[tuple[Array, Array]]
+    n_components: tuple[int, ...]
+    n_factors: tuple[int, ...]
+
+
+def _settle(
+    level: _Level,
+    frames: list[tuple[Array, Array]],
+    deep: DGMMParams,
+    best: DGMMParams,
+    value: float,
+    chosen: dict[int, Registration],
+    moves: list[dict[int, Registration]],
+    rng: np.random.Generator,
+    opt: AlignOptions,
+) -> DGMMParams:
+    """The best of the current correspondences and every one of ``moves``, by the polished
+    likelihood of the level; a move is kept when it beats the current configuration."""
+    G, G2, R2 = len(level.scores), level.n_components[1], level.n_factors[1]
+    n_fine = math.prod(level.n_components)
     # every configuration, the current one included, is scored the same way, so that the
     # effort spent on the current one does not bias the choice
     reference_value = -math.inf
     for move in ([{}] if moves else []) + moves:
         trial = list(frames)
         for g, reg in {**chosen, **move}.items():
-            trial[g] = _then(white[g], reg)
+            trial[g] = _then(level.white[g], reg)
         # a fresh fit of the deeper layers where it is cheap (one layer): started from the
         # current one, it would favour the current correspondence
         start = deep
-        if len(n_components) == 2:
+        if len(level.n_components) == 2:
             start, _ = fit_mfa(
-                apply_frames(scores, trial), G2, R2, rng, n_init=opt.n_init_mfa, n_fine=n_fine // G
+                apply_frames(level.scores, trial),
+                G2,
+                R2,
+                rng,
+                n_init=opt.n_init_mfa,
+                n_fine=n_fine // G,
             )
-        t_frames, t_deep, _ = _alternate(scores, trial, start, opt)
-        t_best, t_value = _polish(Y, compose_frames(layer, t_frames, t_deep), opt)
+        t_frames, t_deep, _ = _alternate(level.scores, trial, start, opt)
+        t_best, t_value = _polish(level.Y, compose_frames(level.layer, t_frames, t_deep), opt)
         logger.debug("level G=%d move %s: %.1f", G, sorted(move), t_value)
         if not move:
             reference_value = t_value

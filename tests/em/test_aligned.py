@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from bayes_dgmm import DeepGaussianMixture, DGMMParams
 from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
 from bayes_dgmm.em import aligned as rc
-from bayes_dgmm.em import frames
+from bayes_dgmm.em import frames, registration
 from bayes_dgmm.em.starts import factor_scores
 
 
@@ -19,9 +19,9 @@ def _labels(params, X):
 
 
 def test_procrustes_recovers_a_known_rotation(rng):
-    Q = frames.random_rotation(5, rng)
+    Q = registration.random_rotation(5, rng)
     source = rng.normal(size=(9, 5))
-    np.testing.assert_allclose(frames.procrustes(source, source @ Q.T), Q, atol=1e-10)
+    np.testing.assert_allclose(registration.procrustes(source, source @ Q.T), Q, atol=1e-10)
 
 
 def test_whitening_gives_zero_mean_identity_covariance(rng):
@@ -67,7 +67,7 @@ def _moments(rng, K=3, R=4):
     cov = np.stack(
         [np.cov(rng.normal(size=(R, 3 * R)) * rng.uniform(0.5, 3, size=(R, 1))) for _ in range(K)]
     )
-    return frames.ClusterMoments(n=rng.uniform(100, 300, size=K), mean=mean, cov=cov)
+    return registration.ClusterMoments(n=rng.uniform(100, 300, size=K), mean=mean, cov=cov)
 
 
 def test_registration_gradient_matches_finite_differences(rng):
@@ -78,10 +78,10 @@ def test_registration_gradient_matches_finite_differences(rng):
     )
 
     def f(t):
-        return frames.registration_objective(t, ref.mean, prec, 0.0, mov)[0]
+        return registration.registration_objective(t, ref.mean, prec, 0.0, mov)[0]
 
     def g(t):
-        return frames.registration_objective(t, ref.mean, prec, 0.0, mov)[1]
+        return registration.registration_objective(t, ref.mean, prec, 0.0, mov)[1]
 
     assert check_grad(f, g, theta) < 1e-5 * np.linalg.norm(g(theta))
 
@@ -106,14 +106,14 @@ def test_frame_objective_gradient_matches_finite_differences(rng):
 
 def test_register_and_match_recover_a_known_affine_map_and_correspondence(rng):
     ref = _moments(rng)
-    Q = frames.random_rotation(4, rng) * rng.uniform(0.8, 1.2, size=4)
+    Q = registration.random_rotation(4, rng) * rng.uniform(0.8, 1.2, size=4)
     c = rng.normal(size=4)
     # moving frame: z_mov = Q^{-1} (z_ref - c), clusters listed in another order
     A_true = np.linalg.inv(Q)
-    moved = frames.transform_moments(ref, A_true, -A_true @ c)
+    moved = registration.transform_moments(ref, A_true, -A_true @ c)
     perm = [2, 0, 1]
-    mov = frames.ClusterMoments(n=moved.n[perm], mean=moved.mean[perm], cov=moved.cov[perm])
-    regs = frames.match_frames([ref, mov], rng)
+    mov = registration.ClusterMoments(n=moved.n[perm], mean=moved.mean[perm], cov=moved.cov[perm])
+    regs = registration.match_frames([ref, mov], rng)
     assert len(regs[0]) == 1 and len(regs[1]) == 6
     assert [r.value for r in regs[1]] == sorted(r.value for r in regs[1])
     np.testing.assert_allclose(regs[1][0].A, Q, atol=5e-3)
@@ -124,27 +124,27 @@ def test_a_covariance_start_is_the_true_map_when_the_moments_are_exact(rng):
     # an 11-dimensional frame with three clusters: few random rotations reach this map's
     # basin, while the joint diagonalisation of two clusters' covariances gives it exactly
     ref = _moments(rng, K=3, R=11)
-    A_true = frames.random_rotation(11, rng) * rng.uniform(0.8, 1.2, size=11)
+    A_true = registration.random_rotation(11, rng) * rng.uniform(0.8, 1.2, size=11)
     # moving frame: z_ref = A_true z_mov + c
     A_inv = np.linalg.inv(A_true)
     c = rng.normal(size=11)
-    mov = frames.transform_moments(ref, A_inv, -A_inv @ c)
-    starts = frames.covariance_starts(ref, mov)
+    mov = registration.transform_moments(ref, A_inv, -A_inv @ c)
+    starts = registration.covariance_starts(ref, mov)
     assert len(starts) == 3
     errors = [np.linalg.norm(S - A_true) / np.linalg.norm(A_true) for S in starts]
     assert min(errors) < 1e-6
-    A, c_fit, _ = frames.register_moments(ref, mov, rng, n_starts=0)
+    A, c_fit, _ = registration.register_moments(ref, mov, rng, n_starts=0)
     np.testing.assert_allclose(A, A_true, atol=1e-4)
     np.testing.assert_allclose(c_fit, c, atol=1e-4)
 
 
 def test_hungarian_order_matches_rotated_clusters(rng):
     ref = _moments(rng, K=5)
-    Q = frames.random_rotation(4, rng)
+    Q = registration.random_rotation(4, rng)
     perm = rng.permutation(5)
-    moved = frames.transform_moments(ref, Q, np.zeros(4))
-    mov = frames.ClusterMoments(n=moved.n[perm], mean=moved.mean[perm], cov=moved.cov[perm])
-    order = frames.hungarian_order(ref, mov)
+    moved = registration.transform_moments(ref, Q, np.zeros(4))
+    mov = registration.ClusterMoments(n=moved.n[perm], mean=moved.mean[perm], cov=moved.cov[perm])
+    order = registration.hungarian_order(ref, mov)
     np.testing.assert_array_equal(perm[order], np.arange(5))
 
 
@@ -159,15 +159,15 @@ def test_hungarian_order_matches_rotated_clusters(rng):
     ],
 )
 def test_number_of_registrations_grows_linearly(comps, bound):
-    assert frames.n_registrations(comps) == bound
-    assert frames.n_registrations(comps) <= frames.MAX_PERMUTATIONS * sum(comps)
+    assert registration.n_registrations(comps) == bound
+    assert registration.n_registrations(comps) <= registration.MAX_PERMUTATIONS * sum(comps)
 
 
 def test_candidate_permutations_are_capped():
-    assert len(frames.candidate_permutations(3)) == 6
-    assert len(frames.candidate_permutations(4)) == 24
-    assert len(frames.candidate_permutations(6)) == 1 + 15
-    assert len(set(frames.candidate_permutations(6))) == 16
+    assert len(registration.candidate_permutations(3)) == 6
+    assert len(registration.candidate_permutations(4)) == 24
+    assert len(registration.candidate_permutations(6)) == 1 + 15
+    assert len(set(registration.candidate_permutations(6))) == 16
 
 
 def test_subspace_groups_recover_flat_clusters(rng):
