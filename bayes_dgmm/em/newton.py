@@ -27,6 +27,7 @@ from scipy.linalg import LinAlgError
 from bayes_dgmm._jax import use_compilation_cache
 from bayes_dgmm.em.estep import e_step, path_model
 from bayes_dgmm.em.vector import layout, pack, params_layout, unpack
+from bayes_dgmm.model.density import LOG_2PI
 from bayes_dgmm.model.params import DGMMParams
 from bayes_dgmm.model.paths import path_table
 
@@ -149,9 +150,7 @@ def _q_function(
         d = xbar - m
         M = scatter + n[:, None, None] * d[:, :, None] * d[:, None, :]
         tr = jnp.trace(jax.vmap(lambda c, b: cho_solve((c, True), b))(chol, M), axis1=1, axis2=2)
-        return jnp.sum(n * log_w) - 0.5 * jnp.sum(
-            n * (n_features * math.log(2 * math.pi) + logdet) + tr
-        )
+        return jnp.sum(n * log_w) - 0.5 * jnp.sum(n * (n_features * LOG_2PI + logdet) + tr)
 
     return q
 
@@ -182,7 +181,7 @@ def _q_path_function(n_factors: tuple[int, ...], n_features: int) -> Callable[..
         d = xbar - m
         M = scatter + n * jnp.outer(d, d)
         tr = jnp.trace(cho_solve((chol, True), M))
-        return -0.5 * (n * (n_features * math.log(2 * math.pi) + logdet) + tr)
+        return -0.5 * (n * (n_features * LOG_2PI + logdet) + tr)
 
     return q_path
 
