@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gauge", default="standardised", choices=("standardised", "noise"))
+    parser.add_argument("--max-treedepth", type=int, default=10)
     args = parser.parse_args()
     logging.getLogger("pymc").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -45,7 +47,9 @@ def main() -> None:
         t0 = time.perf_counter()
         em = DeepGaussianMixture(comps, n_factors=facts, random_state=args.seed).fit(data.X)
         t_em = time.perf_counter() - t0
-        est = BayesianDeepGaussianMixture(comps, facts, random_seed=args.seed, progressbar=False)
+        est = BayesianDeepGaussianMixture(
+            comps, facts, random_seed=args.seed, progressbar=False, gauge=args.gauge
+        )
         t0 = time.perf_counter()
         est.fit(
             data.X,
@@ -55,12 +59,15 @@ def main() -> None:
             tune=args.tune,
             chains=args.chains,
             cores=args.cores,
+            nuts={"max_treedepth": args.max_treedepth},
         )
         t_fit = time.perf_counter() - t0
     stats = est.idata_["sample_stats"]
     sampling = float(est.idata_["posterior"].attrs.get("sampling_time", np.nan))
     row = {
         "design": {"N": args.n, "J": 10, "G": comps, "R": facts},
+        "gauge": args.gauge,
+        "max_treedepth": args.max_treedepth,
         "chains": args.chains,
         "draws": args.draws,
         "tune": args.tune,
@@ -69,7 +76,11 @@ def main() -> None:
         "fit_seconds": t_fit,
         "sampling_seconds": sampling,
         **{k: v for k, v in est.convergence_.items()},
-        "mean_tree_depth": float(stats["tree_depth"].mean()) if "tree_depth" in stats else None,
+        "mean_tree_depth": float(stats["depth"].mean()) if "depth" in stats else None,
+        "mean_leapfrog_steps": float(stats["n_steps"].mean()) if "n_steps" in stats else None,
+        "share_at_max_depth": (
+            float((stats["depth"] >= args.max_treedepth).mean()) if "depth" in stats else None
+        ),
         "ari": {
             f"layer_{l}": float(
                 adjusted_rand_score(data.labels[:, l - 1], est.predict(data.X, layer=l))

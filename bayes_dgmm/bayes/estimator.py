@@ -58,6 +58,7 @@ from bayes_dgmm.bayes.backends.timing import compile_timer
 from bayes_dgmm.bayes.backends.vi import laplace_sd
 from bayes_dgmm.bayes.io import read_fit, write_fit
 from bayes_dgmm.bayes.model import CONSTRAINTS, build_model, resolve_priors
+from bayes_dgmm.model.gauge import GAUGES
 from bayes_dgmm.bayes.postprocess import (
     MAX_PREDICT_DRAWS,
     finish_tree,
@@ -99,6 +100,9 @@ class BayesianDeepGaussianMixture:
         Prior overrides (keys in :mod:`bayes_dgmm.bayes.model`).
     constraint : {None, "ordered", "lower_triangular"}
         Identifiability constraint (see :mod:`bayes_dgmm.bayes.model`).
+    gauge : {"standardised", "noise"}
+        How the latent layers' location and scale are fixed (:mod:`bayes_dgmm.model.gauge`;
+        ``"lower_triangular"`` needs ``"noise"`` when there are latent layers).
     progressbar : bool
         Show PyMC's progress bars during fits.
 
@@ -127,6 +131,7 @@ class BayesianDeepGaussianMixture:
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "random_seed": [None, Interval(Integral, 0, 2**32 - 1, closed="both")],
         "constraint": [None, StrOptions({c for c in CONSTRAINTS if c is not None})],
+        "gauge": [StrOptions(set(GAUGES))],
         "progressbar": ["boolean"],
     }
 
@@ -146,6 +151,7 @@ class BayesianDeepGaussianMixture:
         random_seed: int | None = None,
         priors: Mapping[str, Any] | None = None,
         constraint: str | None = None,
+        gauge: str = "standardised",
         progressbar: bool = True,
     ) -> None:
         self.n_components = n_components
@@ -153,6 +159,7 @@ class BayesianDeepGaussianMixture:
         self.random_seed = random_seed
         self.priors = priors
         self.constraint = constraint
+        self.gauge = gauge
         self.progressbar = progressbar
         self._spec: DGMMSpec | None = None
         self._model_key: tuple[Any, ...] | None = None
@@ -170,7 +177,11 @@ class BayesianDeepGaussianMixture:
 
     def _get_model(self, X: Array, spec: DGMMSpec) -> Any:
         self.model_, self._model_key = _model_for(
-            X, spec, self.priors, self.constraint, getattr(self, "model_", None), self._model_key
+            X,
+            spec,
+            (self.priors, self.constraint, self.gauge),
+            getattr(self, "model_", None),
+            self._model_key,
         )
         return self.model_
 
@@ -224,7 +235,12 @@ class BayesianDeepGaussianMixture:
                 start = jittered_start(model, self.random_seed)
             kw["sd"] = _minibatch_start_sd(Xa, spec, self, start)
             run_model = build_model(
-                Xa, spec, priors=self.priors, constraint=self.constraint, batch_size=batch
+                Xa,
+                spec,
+                priors=self.priors,
+                constraint=self.constraint,
+                batch_size=batch,
+                gauge=self.gauge,
             )
         t0 = time.perf_counter()
         logger.info("fitting %s with method=%r", spec.name, method)
@@ -382,6 +398,7 @@ class BayesianDeepGaussianMixture:
             random_seed=self.random_seed,
             priors=self.priors,
             constraint=self.constraint,
+            gauge=self.gauge,
         )
 
     @classmethod
@@ -396,6 +413,7 @@ class BayesianDeepGaussianMixture:
             random_seed=saved.random_seed,
             priors=saved.priors,
             constraint=saved.constraint,
+            gauge=saved.gauge,
         )
         est.idata_ = saved.tree
         est.spec_ = saved.spec
@@ -417,7 +435,7 @@ def _minibatch_start_sd(X: Array, spec: DGMMSpec, est: Any, start: Any) -> Array
     n = min(X.shape[0], SD_ROWS)
     rows = np.random.default_rng(est.random_seed).choice(X.shape[0], size=n, replace=False)
     sub = X if n == X.shape[0] else X[np.sort(rows)]
-    model = build_model(sub, spec, priors=est.priors, constraint=est.constraint)
+    model = build_model(sub, spec, priors=est.priors, constraint=est.constraint, gauge=est.gauge)
     with threadpool_limits(1):
         return laplace_sd(model, start) * math.sqrt(n / X.shape[0])
 
@@ -425,18 +443,20 @@ def _minibatch_start_sd(X: Array, spec: DGMMSpec, est: Any, start: Any) -> Array
 def _model_for(
     X: Array,
     spec: DGMMSpec,
-    priors: Mapping[str, Any] | None,
-    constraint: str | None,
+    settings: tuple[Mapping[str, Any] | None, str | None, str],
     model: Any,
     model_key: tuple[Any, ...] | None,
 ) -> tuple[Any, tuple[Any, ...]]:
-    """The model for ``X`` and its cache key: ``model`` itself when the architecture, priors
-    and constraint are those of ``model_key`` (then only the data are swapped, keeping
+    """The model for ``X`` and its cache key: ``model`` itself when the architecture and the
+    ``(priors, constraint, gauge)`` settings are those of ``model_key`` (then only the data
+    are swapped, keeping
     PyMC's compiled functions), else a new one."""
+    priors, constraint, gauge = settings
     key = (
         spec.to_toml(),
-        json.dumps(resolve_priors(spec.priors, priors), sort_keys=True),
+        json.dumps(resolve_priors(spec.priors, priors, gauge), sort_keys=True),
         constraint,
+        gauge,
         X.shape[1],
     )
     if model is not None and model_key == key:
@@ -446,7 +466,7 @@ def _model_for(
             pm.set_data({"X": X}, model=model, coords={"obs": np.arange(X.shape[0])})
         return model, key
     # The priors scale with the data, so a new data set also gets a new model.
-    return build_model(X, spec, priors=priors, constraint=constraint), key
+    return build_model(X, spec, priors=priors, constraint=constraint, gauge=gauge), key
 
 
 def _architecture_spec(

@@ -24,11 +24,12 @@ import xarray as xr
 
 from bayes_dgmm._io import atomic_write
 from bayes_dgmm._version import __version__
+from bayes_dgmm.model.gauge import check_gauge
 from bayes_dgmm.model.spec import DGMMSpec, load_spec
 
 logger = logging.getLogger(__name__)
 
-SAVE_FORMAT = "bayes-dgmm-bayesian/1"
+SAVE_FORMAT = "bayes-dgmm-bayesian/2"
 
 SAVED_ATTRS = (
     "bayes_dgmm_format",
@@ -36,6 +37,7 @@ SAVED_ATTRS = (
     "spec_name",
     "spec_toml",
     "constraint",
+    "gauge",
     "priors",
     "method",
     "random_seed",
@@ -59,6 +61,7 @@ class SavedFit:
     random_seed: Any
     priors: Mapping[str, Any] | None
     constraint: str | None
+    gauge: str
 
 
 def write_fit(
@@ -71,6 +74,7 @@ def write_fit(
     random_seed: Any,
     priors: Mapping[str, Any] | None,
     constraint: str | None,
+    gauge: str,
 ) -> Path:
     """Write a copy of ``idata`` with the settings as root attributes (atomically; no pickle)."""
     tree = idata.copy()
@@ -80,6 +84,7 @@ def write_fit(
         "spec_name": spec.name,
         "spec_toml": spec.to_toml(),
         "constraint": json.dumps(constraint),
+        "gauge": json.dumps(gauge),
         "priors": json.dumps(dict(priors or {}), sort_keys=True),
         "method": method,
         "random_seed": json.dumps(random_seed),
@@ -139,7 +144,7 @@ def read_fit(path: str | Path, spec: DGMMSpec | str | None = None) -> SavedFit:
         )
     try:
         saved_spec = DGMMSpec.from_dict(tomllib.loads(attrs["spec_toml"]), source=str(path))
-        saved = {k: json.loads(attrs[k]) for k in ("priors", "random_seed", "constraint")}
+        saved = {k: json.loads(attrs[k]) for k in ("priors", "random_seed", "constraint", "gauge")}
         n_features_in = int(attrs["n_features_in"])
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(
@@ -166,6 +171,7 @@ def read_fit(path: str | Path, spec: DGMMSpec | str | None = None) -> SavedFit:
         random_seed=saved["random_seed"],
         priors=saved["priors"] or None,
         constraint=saved["constraint"],
+        gauge=check_gauge(saved["gauge"]),
     )
 
 

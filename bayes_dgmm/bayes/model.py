@@ -19,15 +19,13 @@ import pymc as pm
 import pytensor.tensor as pt
 from numpy.typing import ArrayLike, NDArray
 from pymc.logprob.transforms import Transform
-from pytensor.gradient import disconnected_grad
-from pytensor.tensor.linalg import cholesky, solve_triangular
 
 from bayes_dgmm._validation import check_data
+from bayes_dgmm.bayes.likelihood import RowLogLik
 from bayes_dgmm.em.exact import rotate_loadings
-from bayes_dgmm.model.density import LOG_2PI
+from bayes_dgmm.model.gauge import check_gauge, in_gauge, latent_coordinates
 from bayes_dgmm.model.names import n_named_layers
 from bayes_dgmm.model.params import DGMMParams
-from bayes_dgmm.model.paths import path_table
 from bayes_dgmm.model.priors import PRIOR_DEFAULTS as PRIOR_DEFAULTS
 from bayes_dgmm.model.priors import resolve_priors
 from bayes_dgmm.model.simulate import simulate
@@ -35,13 +33,6 @@ from bayes_dgmm.model.spec import DGMMSpec
 
 Array = NDArray[np.float64]
 
-
-#: Differentiate the quadratic form with the ridge coefficients held fixed (exact at their
-#: optimum); False differentiates through the solves (kept for tests and comparisons).
-#: The held-fixed graph gives exact first derivatives only: a second derivative taken
-#: through it (a Hessian or Hessian-vector product by autodiff) is wrong, so such graphs
-#: must be built with False (``docs/bayes-convergence.md``).
-ENVELOPE_GRADIENT = True
 
 CONSTRAINTS: tuple[str | None, ...] = (None, "ordered", "lower_triangular")
 
@@ -63,23 +54,29 @@ def compile_mode() -> str:
 
 
 def latent_second_moment(
-    hyper: Mapping[str, float], n_components: Sequence[int], n_factors: Sequence[int]
+    hyper: Mapping[str, float],
+    n_components: Sequence[int],
+    n_factors: Sequence[int],
+    gauge: str = "standardised",
 ) -> float:
     """Typical prior second moment of one coordinate of ``z^(1)``.
 
-    Top down from ``z^(L) ~ N(0, I)``: ``m_{l-1} = eta_scale^2 (1 - 1/G_l) + Lambda_scale^2
-    R_l m_l + psi_scale``. The first term is the variance of an intercept that sums to zero
-    over G_l components, the second that of ``Lambda_l z^(l)``, and the third the noise at
-    its anchored geometric mean (the median of its log-normal prior; its mean is dominated
-    by the tail). Layer 1's loadings are scaled by ``1 / sqrt(R_1 m_1)``. Then
-    ``Lambda_1 z^(1)`` has a typical prior spread of ``Lambda_1_scale * sd(x)``, whatever the
-    depth and widths of the latent layers.
+    Top down from ``z^(L) ~ N(0, I)``. In the noise gauge ``m_{l-1} = eta_scale^2 (1 - 1/G_l)
+    + Lambda_scale^2 R_l m_l + psi_scale``: the variance of an intercept that sums to zero
+    over G_l components, that of ``Lambda_l z^(l)``, and the noise at its anchored geometric
+    mean. In the standardised gauge a row's loadings and noise share a total variance of
+    geometric mean one, so ``m_{l-1} = eta_scale^2 (1 - 1/G_l) + m_l``. Layer 1's loadings
+    are scaled by ``1 / sqrt(R_1 m_1)``; then ``Lambda_1 z^(1)`` has a typical prior spread of
+    ``Lambda_1_scale * sd(x)``, whatever the depth and widths of the latent layers.
     """
     m = 1.0
     for l in range(len(n_components) - 1, 0, -1):  # 0-based layer l maps z^(l+1) -> z^(l)
         g, r = int(n_components[l]), int(n_factors[l])
-        m = hyper["eta_scale"] ** 2 * (1 - 1 / g) + hyper["Lambda_scale"] ** 2 * r * m
-        m += hyper["psi_scale"]
+        spread = hyper["eta_scale"] ** 2 * (1 - 1 / g)
+        if gauge == "noise":
+            m = spread + hyper["Lambda_scale"] ** 2 * r * m + hyper["psi_scale"]
+        else:
+            m = spread + m
     return float(m)
 
 
@@ -115,87 +112,6 @@ class OrderedFirstColumn(Transform):
 
 
 # ---------------------------------------------------------------------------- likelihood
-def dgmm_log_prob_paths(
-    X: Any,
-    pi: Sequence[Any],
-    eta: Sequence[Any],
-    Lambda: Sequence[Any],
-    psi: Sequence[Any],
-    n_components: Sequence[int],
-    n_factors: Sequence[int],
-) -> Any:
-    """Symbolic ``log pi_p + log N(x_i; mu_p, Sigma_p)`` for every row and path, (N, P).
-
-    The PyTensor twin of :meth:`bayes_dgmm.model.params.DGMMParams.log_prob_paths`: same path
-    order (:func:`~bayes_dgmm.model.params.path_table`), same residual-plus-penalty Woodbury form.
-
-    Parameters
-    ----------
-    X : (N, J) tensor
-    pi, eta, Lambda, psi : per-layer tensors shaped as in :class:`DGMMParams`
-    n_components, n_factors : the architecture ``(G_1, ..., G_L)``, ``(R_1, ..., R_L)``
-    """
-    paths = path_table(n_components)  # (P, L) constant index table
-    n_layers = len(n_components)
-    P = paths.shape[0]
-    log_w = sum(pt.log(pi[l])[paths[:, l]] for l in range(n_layers))
-
-    # Mean and covariance of z^(1) on every path's sub-path (g_2..g_L), eqs. 5-6, top down.
-    # Identity matrices are numpy constants of the architecture's sizes: symbolic eye and
-    # broadcast_to made the gradient graph many times slower to build and compile.
-    r_top = n_factors[-1]
-    m: Any = pt.as_tensor(np.zeros((P, r_top)))
-    S: Any = pt.as_tensor(np.broadcast_to(np.eye(r_top), (P, r_top, r_top)).copy())
-    for l in range(n_layers - 1, 0, -1):
-        g = paths[:, l]
-        lam = Lambda[l][g]  # (P, R_{l-1}, R_l) in 0-based layer l
-        m = eta[l][g] + pt.matmul(lam, m[:, :, None])[:, :, 0]
-        S = pt.matmul(pt.matmul(lam, S), lam.mT)
-        S = 0.5 * (S + S.mT) + np.eye(n_factors[l - 1])[None] * psi[l][g][:, None, :]
-
-    g1 = paths[:, 0]
-    lam1 = Lambda[0][g1]  # (P, J, R1)
-    mean = eta[0][g1] + pt.matmul(lam1, m[:, :, None])[:, :, 0]  # (P, J)
-    W = pt.matmul(lam1, cholesky(S, lower=True))  # (P, J, R1)
-    psi1 = psi[0][g1]  # (P, J)
-    Wd = W / psi1[:, :, None]  # D^{-1} W
-    M = pt.matmul(W.mT, Wd) + np.eye(n_factors[0])[None]  # I + W~^T W~, (P, R1, R1)
-    LM = cholesky(M, lower=True)
-    # A = M^{-1} W^T D^{-1} (P, R1, J): a small solve with J right-hand sides; then
-    # b = A (x - mean) is one matrix product. An error in b enters the quadratic form at
-    # second order only (the form is the minimum over b), so this loses no accuracy.
-    A = solve_triangular(LM.mT, solve_triangular(LM, Wd.mT, lower=True), lower=False)
-    D = X[None, :, :] - mean[:, None, :]  # (P, N, J)
-    b = pt.matmul(D, A.mT)  # (P, N, R1)
-    if ENVELOPE_GRADIENT:
-        # The quadratic form is min_b q(b); at the minimiser dq/db = 0, so its gradient with
-        # b held fixed is the exact gradient (envelope theorem). Cutting the graph there
-        # skips differentiating the solves: a smaller graph, faster to compile and run.
-        b = disconnected_grad(b)
-    resid = D - pt.matmul(b, W.mT)  # (P, N, J), in data units before scaling
-    quad = pt.sum(resid**2 / psi1[:, None, :], axis=-1) + pt.sum(b**2, axis=-1)  # (P, N)
-    logdet = pt.sum(pt.log(psi1), axis=-1) + 2.0 * pt.sum(
-        pt.log(pt.diagonal(LM, axis1=-2, axis2=-1)), axis=-1
-    )
-    J = X.shape[-1]
-    logpdf = -0.5 * (J * LOG_2PI + logdet[:, None] + quad)  # (P, N)
-    return (logpdf + log_w[:, None]).T
-
-
-def dgmm_logp(
-    X: Any,
-    pi: Sequence[Any],
-    eta: Sequence[Any],
-    Lambda: Sequence[Any],
-    psi: Sequence[Any],
-    n_components: Sequence[int],
-    n_factors: Sequence[int],
-) -> Any:
-    """Symbolic marginal log density of each row of ``X``, shape (N,)."""
-    log_prob = dgmm_log_prob_paths(X, pi, eta, Lambda, psi, n_components, n_factors)
-    return pt.logsumexp(log_prob, axis=1)
-
-
 def _split_params(
     params: Sequence[Any], n_layers: int
 ) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
@@ -220,8 +136,7 @@ def _likelihood_fns(
     def logp(value: Any, *params: Any) -> Any:
         # PyMC hands the parameters over with the value's batch dims (length 1) in front.
         core = [p[(0,) * (p.ndim - k)] for p, k in zip(params, core_ndims, strict=True)]
-        pi, eta, lam, psi = _split_params(core, L)
-        return dgmm_logp(value, pi, eta, lam, psi, comps, facts)
+        return RowLogLik(comps, facts)(value, *core)
 
     def random(*params: Any, rng: np.random.Generator | None = None, size: Any = None) -> Array:
         core = [
@@ -244,26 +159,16 @@ def _likelihood_fns(
 def pointwise_loglik_function(
     n_components: tuple[int, ...], n_factors: tuple[int, ...]
 ) -> Callable[..., Array]:
-    """Compiled ``f(X, pi_1, eta_1, Lambda_1, psi_1, pi_2, ...) -> (N,)`` log densities.
+    """``f(X, pi_1, eta_1, Lambda_1, psi_1, pi_2, ...) -> (N,)`` log densities: the model's
+    likelihood (:class:`~bayes_dgmm.bayes.likelihood.RowLogLik`) on numpy arrays. Its JAX
+    function is compiled once per architecture and process (and kept in JAX's disk cache)."""
+    op = RowLogLik(n_components, n_factors)
 
-    Cached per architecture for the whole process, so fitting again, or another estimator of
-    the same architecture, does not recompile (a PyTensor compile takes seconds).
-    """
-    import pytensor
+    def pointwise(X: ArrayLike, *params: ArrayLike) -> Array:
+        flat = [np.asarray(p, dtype=np.float64) for p in params]
+        return np.asarray(op._run(0, np.asarray(X, dtype=np.float64), *op.split(flat)))
 
-    X = pt.matrix("X")
-    inputs: list[Any] = [X]
-    layers: list[list[Any]] = [[], [], [], []]
-    for l in range(1, len(n_components) + 1):
-        for k, (name, ndim) in enumerate(
-            zip(("pi", "eta", "Lambda", "psi"), (1, 2, 3, 2), strict=True)
-        ):
-            var = pt.tensor(f"{name}_{l}", shape=(None,) * ndim)
-            layers[k].append(var)
-            inputs.append(var)
-    pi, eta, lam, psi = layers
-    out = dgmm_logp(X, pi, eta, lam, psi, n_components, n_factors)
-    return pytensor.function(inputs, out, mode=compile_mode())
+    return pointwise
 
 
 # ---------------------------------------------------------------------------- model
@@ -285,6 +190,7 @@ def build_model(
     constraint: str | None = None,
     batch_size: int | None = None,
     reference: tuple[ArrayLike, ArrayLike] | None = None,
+    gauge: str = "standardised",
 ) -> pm.Model:
     """The DGMM with labels and scores marginalised, as a PyMC model.
 
@@ -295,9 +201,9 @@ def build_model(
     spec : DGMMSpec
         Architecture (and ``[priors]`` overrides).
     priors : mapping, optional
-        Prior overrides on top of the spec's (keys in the module docstring).
+        Prior overrides on top of the spec's (keys in ``docs/bayesian-model.md``).
     constraint : {None, "ordered", "lower_triangular"}
-        Identifiability constraint (module docstring).
+        Identifiability constraint (``docs/bayesian-model.md``).
     batch_size : int, optional
         Minibatches for stochastic VI: the likelihood is that of ``batch_size`` rows drawn
         at random at every evaluation (``pm.Minibatch``), scaled to ``N`` (``total_size``).
@@ -306,6 +212,8 @@ def build_model(
         Per-feature location and scale (length ``J`` each, scale > 0) that centre and scale
         the layer-1 priors, instead of ``X``'s mean and standard deviation. A prior fixed
         in advance, whatever the data (simulation-based calibration needs one).
+    gauge : {"standardised", "noise"}
+        How the latent layers' location and scale are fixed (:mod:`bayes_dgmm.model.gauge`).
 
     Returns
     -------
@@ -315,106 +223,34 @@ def build_model(
     Xa = check_data(X, min_samples=2)
     spec.check_n_features(Xa.shape[1])
     constraint = check_constraint(constraint)
-    hyper = resolve_priors(spec.priors, priors)
+    gauge = check_gauge(gauge)
+    hyper = resolve_priors(spec.priors, priors, gauge)
     comps, facts = spec.n_components, spec.n_factors
-    n_layers = len(comps)
     N, J = Xa.shape
-    dims_r = (J, *facts)
     if reference is None:
         x_mean, x_sd = Xa.mean(axis=0), Xa.std(axis=0)
         x_sd = np.where(x_sd > 0, x_sd, 1.0)
     else:
         x_mean, x_sd = _check_reference(reference, J)
 
-    coords: dict[str, Any] = {
-        "obs": np.arange(N),
-        "feature": np.arange(J),
-        "path": np.arange(spec.n_paths),
-    }
-    for l in range(1, n_layers + 1):
-        coords[f"component_{l}"] = np.arange(comps[l - 1])
-        coords[layer_dim(l)] = np.arange(facts[l - 1])
-        if constraint == "lower_triangular":
-            coords[f"lower_{l}"] = np.arange(_lower_indices(dims_r[l - 1], dims_r[l])[0].size)
-
-    with pm.Model(coords=coords) as model:
+    with pm.Model(coords=_coords(N, J, spec, constraint)) as model:
         X_data = pm.Data("X", Xa, dims=("obs", "feature"))
         params: list[Any] = []
-        for l in range(1, n_layers + 1):
-            G, r_in, r_out = comps[l - 1], dims_r[l - 1], dims_r[l]
-            comp, din, dout = f"component_{l}", layer_dim(l - 1), layer_dim(l)
-            if l == 1:
-                eta_mu, eta_sd = x_mean, hyper["eta_1_scale"] * x_sd
-                # typical spread of Lambda_1 z^(1): Lambda_1_scale * sd(x) (latent_second_moment)
-                m1 = latent_second_moment(hyper, comps, facts)
-                lam_sd = hyper["Lambda_1_scale"] * x_sd[:, None] / math.sqrt(r_out * m1)
-                lam_sd = lam_sd * np.ones((1, r_out))
-                psi_mu = np.log(hyper["psi_1_scale"] * x_sd**2)
-            else:
-                eta_mu, eta_sd = np.zeros(r_in), np.full(r_in, hyper["eta_scale"])
-                lam_sd = np.full((r_in, r_out), hyper["Lambda_scale"])
-                psi_mu = np.full(r_in, np.log(hyper["psi_scale"]))
-
+        for l in range(1, len(comps) + 1):
+            G = comps[l - 1]
+            comp = f"component_{l}"
             if G > 1:
                 pi_l = pm.Dirichlet(f"pi_{l}", a=np.full(G, hyper["pi_alpha"]), dims=comp)
             else:
                 pi_l = pm.Deterministic(f"pi_{l}", pt.ones(1), dims=comp)
-
-            eta_kw: dict[str, Any] = {}
-            if constraint == "ordered" and G > 1:
-                # The default start (all components at the prior mean) is on the boundary
-                # of the ordered set; spread the first coordinate across the prior.
-                init = np.tile(eta_mu, (G, 1))
-                init[:, 0] += np.linspace(-1.0, 1.0, G) * eta_sd[0]
-                eta_kw = {"transform": OrderedFirstColumn(), "initval": init}
-            # Layers >= 2 are anchored: intercepts sum to zero and log noise variances have
-            # mean zero over the components. Without "ordered", both are ZeroSumNormal on the
-            # components (the exact law of iid normals minus their mean, with no redundant
-            # direction); under "ordered" the ordered transform needs the raw form.
-            anchor = l >= 2
-            zero_sum = anchor and constraint != "ordered"
-            if zero_sum:
-                eta_l = _zero_sum(f"eta_{l}", G, r_in, hyper["eta_scale"], comp, din)
+            if l == 1:
+                m1 = latent_second_moment(hyper, comps, facts, gauge)
+                layer = _data_layer(G, facts[0], x_mean, x_sd, m1, hyper, constraint)
+            elif gauge == "standardised":
+                layer = _standardised_layer(l, G, (J, *facts), hyper, constraint)
             else:
-                eta_l = pm.Normal(
-                    f"eta_{l}_raw" if anchor else f"eta_{l}",
-                    mu=np.tile(eta_mu, (G, 1)),
-                    sigma=np.tile(eta_sd, (G, 1)),
-                    dims=(comp, din),
-                    **eta_kw,
-                )
-            if anchor and not zero_sum:
-                eta_l = pm.Deterministic(
-                    f"eta_{l}", eta_l - eta_l.mean(axis=0, keepdims=True), dims=(comp, din)
-                )
-
-            if constraint == "lower_triangular":
-                lam_l = _lower_triangular_loadings(l, G, lam_sd, (comp, din, dout))
-            else:
-                lam_l = pm.Normal(
-                    f"Lambda_{l}",
-                    mu=0.0,
-                    sigma=np.broadcast_to(lam_sd, (G, r_in, r_out)),
-                    dims=(comp, din, dout),
-                )
-            if zero_sum:
-                log_psi = _zero_sum(f"log_psi_{l}", G, r_in, hyper["psi_log_sd"], comp, din)
-                psi_l = pm.Deterministic(f"psi_{l}", pt.exp(log_psi), dims=(comp, din))
-            else:
-                psi_l = pm.LogNormal(
-                    f"psi_{l}_raw" if anchor else f"psi_{l}",
-                    mu=np.tile(psi_mu, (G, 1)),
-                    sigma=hyper["psi_log_sd"],
-                    dims=(comp, din),
-                )
-            if anchor and not zero_sum:
-                log_psi = pt.log(psi_l)
-                psi_l = pm.Deterministic(
-                    f"psi_{l}",
-                    pt.exp(log_psi - log_psi.mean(axis=0, keepdims=True)),
-                    dims=(comp, din),
-                )
-            params += [pi_l, eta_l, lam_l, psi_l]
+                layer = _noise_layer(l, G, (J, *facts), hyper, constraint)
+            params += [pi_l, *layer]
 
         logp, random, signature = _likelihood_fns(comps, facts)
         if batch_size is None:
@@ -424,6 +260,124 @@ def build_model(
             observed = {"observed": batch, "total_size": N}
         pm.CustomDist("x", *params, logp=logp, random=random, signature=signature, **observed)
     return model
+
+
+def _coords(N: int, J: int, spec: DGMMSpec, constraint: str | None) -> dict[str, Any]:
+    dims_r = (J, *spec.n_factors)
+    coords: dict[str, Any] = {
+        "obs": np.arange(N),
+        "feature": np.arange(J),
+        "path": np.arange(spec.n_paths),
+    }
+    for l in range(1, len(spec.n_components) + 1):
+        coords[f"component_{l}"] = np.arange(spec.n_components[l - 1])
+        coords[layer_dim(l)] = np.arange(spec.n_factors[l - 1])
+        if constraint == "lower_triangular":
+            coords[f"lower_{l}"] = np.arange(_lower_indices(dims_r[l - 1], dims_r[l])[0].size)
+    return coords
+
+
+def _intercepts(
+    name: str, G: int, mu: Array, sd: Array, dims: tuple[str, str], constraint: str | None
+) -> Any:
+    """``eta`` of one layer: free normal (layer 1), or summing to zero over the components
+    (``name`` of a latent layer): ``ZeroSumNormal``, or under ``"ordered"`` the raw form
+    centred (the ordered transform needs it)."""
+    latent = not name.endswith("_1")
+    kw: dict[str, Any] = {}
+    if constraint == "ordered" and G > 1:
+        # The default start (all components at the prior mean) is on the boundary of the
+        # ordered set; spread the first coordinate across the prior.
+        init = np.tile(mu, (G, 1))
+        init[:, 0] += np.linspace(-1.0, 1.0, G) * sd[0]
+        kw = {"transform": OrderedFirstColumn(), "initval": init}
+    elif latent:
+        return _zero_sum(name, G, mu.size, float(sd[0]), *dims)
+    raw = pm.Normal(
+        f"{name}_raw" if latent else name,
+        mu=np.tile(mu, (G, 1)),
+        sigma=np.tile(sd, (G, 1)),
+        dims=dims,
+        **kw,
+    )
+    if not latent:
+        return raw
+    return pm.Deterministic(name, raw - raw.mean(axis=0, keepdims=True), dims=dims)
+
+
+def _centred_log(name: str, G: int, r_in: int, sd: float, dims: Any, ordered: bool) -> Any:
+    """Log scales of a latent layer with mean zero over the components: ``ZeroSumNormal``,
+    or the raw normal form centred under ``"ordered"``."""
+    if not ordered:
+        return _zero_sum(name, G, r_in, sd, *dims)
+    raw = pm.Normal(f"{name}_raw", mu=0.0, sigma=sd, dims=dims)
+    return raw - raw.mean(axis=0, keepdims=True)
+
+
+def _data_layer(
+    G: int, r_out: int, x_mean: Array, x_sd: Array, m1: float, hyper: Any, constraint: str | None
+) -> list[Any]:
+    """``eta_1, Lambda_1, psi_1``: priors on the data's scale (``docs/bayesian-model.md``)."""
+    dims = ("component_1", "feature", "factor_1")
+    eta = _intercepts("eta_1", G, x_mean, hyper["eta_1_scale"] * x_sd, dims[:2], constraint)
+    # typical spread of Lambda_1 z^(1): Lambda_1_scale * sd(x) (latent_second_moment)
+    lam_sd = hyper["Lambda_1_scale"] * x_sd[:, None] / math.sqrt(r_out * m1) * np.ones((1, r_out))
+    lam = _loadings(1, G, lam_sd, dims, constraint)
+    psi = pm.LogNormal(
+        "psi_1",
+        mu=np.tile(np.log(hyper["psi_1_scale"] * x_sd**2), (G, 1)),
+        sigma=hyper["psi_log_sd"],
+        dims=dims[:2],
+    )
+    return [eta, lam, psi]
+
+
+def _loadings(layer: int, G: int, lam_sd: Array, dims: Any, constraint: str | None) -> Any:
+    if constraint == "lower_triangular":
+        return _lower_triangular_loadings(layer, G, lam_sd, dims)
+    return pm.Normal(
+        f"Lambda_{layer}", mu=0.0, sigma=np.broadcast_to(lam_sd, (G, *lam_sd.shape)), dims=dims
+    )
+
+
+def _noise_layer(
+    l: int, G: int, dims_r: Sequence[int], hyper: Any, constraint: str | None
+) -> list[Any]:
+    """Latent layer ``l`` in the noise gauge: normal loadings, log noise variances with mean
+    zero over the components."""
+    r_in, r_out = dims_r[l - 1], dims_r[l]
+    dims = (f"component_{l}", layer_dim(l - 1), layer_dim(l))
+    eta_sd = np.full(r_in, hyper["eta_scale"])
+    eta = _intercepts(f"eta_{l}", G, np.zeros(r_in), eta_sd, dims[:2], constraint)
+    lam = _loadings(l, G, np.full((r_in, r_out), hyper["Lambda_scale"]), dims, constraint)
+    ordered = constraint == "ordered"
+    log_psi = _centred_log(f"log_psi_{l}", G, r_in, hyper["psi_log_sd"], dims[:2], ordered)
+    psi = pm.Deterministic(f"psi_{l}", pt.exp(log_psi), dims=dims[:2])
+    return [eta, lam, psi]
+
+
+def _standardised_layer(
+    l: int, G: int, dims_r: Sequence[int], hyper: Any, constraint: str | None
+) -> list[Any]:
+    """Latent layer ``l`` in the standardised gauge: per component and factor, the total
+    variance ``t`` (log mean zero over the components) and the loadings in noise units
+    ``c`` (multivariate t, so that the uniqueness ``1 / (1 + |c|^2)`` is Beta(nu/2, R_l/2));
+    ``Lambda = sqrt(t) c / sqrt(1 + |c|^2)``, ``psi = t / (1 + |c|^2)``."""
+    r_in, r_out = dims_r[l - 1], dims_r[l]
+    dims = (f"component_{l}", layer_dim(l - 1), layer_dim(l))
+    eta_sd = np.full(r_in, hyper["eta_scale"])
+    eta = _intercepts(f"eta_{l}", G, np.zeros(r_in), eta_sd, dims[:2], constraint)
+    ordered = constraint == "ordered"
+    log_t = _centred_log(f"log_t_{l}", G, r_in, hyper["t_log_sd"], dims[:2], ordered)
+    nu = hyper["loading_nu"]
+    if constraint == "lower_triangular":
+        c = _lower_triangular_c(l, G, r_in, r_out, nu, dims)
+    else:
+        c = pm.MvStudentT(f"c_{l}", nu=nu, mu=np.zeros(r_out), scale=np.eye(r_out) / nu, dims=dims)
+    scale = pt.exp(0.5 * log_t) / pt.sqrt(1.0 + pt.sum(c**2, axis=-1))
+    lam = pm.Deterministic(f"Lambda_{l}", scale[..., None] * c, dims=dims)
+    psi = pm.Deterministic(f"psi_{l}", scale**2, dims=dims[:2])
+    return [eta, lam, psi]
 
 
 def _check_reference(reference: Any, J: int) -> tuple[Array, Array]:
@@ -451,6 +405,19 @@ def _zero_sum(name: str, G: int, r_in: int, sigma: float, comp: str, din: str) -
         return pm.Deterministic(name, pt.zeros((1, r_in)), dims=(comp, din))
     raw = pm.ZeroSumNormal(f"{name}_zs", sigma=sigma, dims=(din, comp))
     return raw.T if name.startswith("log_") else pm.Deterministic(name, raw.T, dims=(comp, din))
+
+
+def _lower_triangular_c(l: int, G: int, r_in: int, r_out: int, nu: float, dims: Any) -> Any:
+    """``c_l`` lower-triangular with a positive diagonal: independent Student-t entries with
+    the scale of the multivariate t's marginals (a half-t on the diagonal)."""
+    rows, cols = _lower_indices(r_in, r_out)
+    k = np.arange(r_out)
+    sd = 1.0 / math.sqrt(nu)
+    diag = pm.HalfStudentT(f"c_{l}_diag", nu=nu, sigma=sd, dims=(dims[0], dims[2]))
+    lower = pm.StudentT(f"c_{l}_lower", nu=nu, mu=0.0, sigma=sd, dims=(dims[0], f"lower_{l}"))
+    c = pt.zeros((G, r_in, r_out))
+    c = pt.set_subtensor(c[:, k, k], diag)
+    return pm.Deterministic(f"c_{l}", pt.set_subtensor(c[:, rows, cols], lower), dims=dims)
 
 
 def _lower_triangular_loadings(
@@ -514,11 +481,12 @@ def params_to_point(
             f"params has {L} layers but the model has {n_layers_of(model)}; use parameters of "
             "the model's architecture."
         )
-    anchored = params.anchored()
-    pi = [p.copy() for p in anchored.pi]
-    eta = [e.copy() for e in anchored.eta]
-    lam = [a.copy() for a in anchored.Lambda]
-    psi = [s.copy() for s in anchored.psi]
+    gauge = model_gauge(model)
+    moved = in_gauge(params, gauge)
+    pi = [p.copy() for p in moved.pi]
+    eta = [e.copy() for e in moved.eta]
+    lam = [a.copy() for a in moved.Lambda]
+    psi = [s.copy() for s in moved.psi]
     if constraint == "ordered":
         for l in range(L):
             order = np.argsort(eta[l][:, 0], kind="stable")
@@ -532,34 +500,49 @@ def params_to_point(
             tiny = 1e-9 * max(1.0, float(np.max(np.abs(first))))
             for g in range(1, first.size):
                 first[g] = max(first[g], first[g - 1] + tiny)
-    point: dict[str, Array] = {}
+    # The values of every variable any gauge and constraint can have; the gauge's values
+    # satisfy its constraints exactly, so they are their own raw values.
+    values: dict[str, Array] = {}
     for l in range(1, L + 1):
-        if f"pi_{l}" in model.named_vars and model[f"pi_{l}"] in model.free_RVs:
-            point[f"pi_{l}"] = pi[l - 1]
-        # Anchored values satisfy the anchoring exactly, so they are their own raw values.
-        if f"eta_{l}_zs" in model.named_vars:
-            point[f"eta_{l}_zs"] = eta[l - 1].T
-            point[f"log_psi_{l}_zs"] = np.log(psi[l - 1]).T
-        elif l == 1 or f"eta_{l}_raw" in model.named_vars:
-            suffix = "_raw" if l >= 2 else ""
-            point[f"eta_{l}{suffix}"] = eta[l - 1]
-            point[f"psi_{l}{suffix}"] = psi[l - 1]
+        values.update({f"pi_{l}": pi[l - 1], f"eta_{l}": eta[l - 1], f"psi_{l}": psi[l - 1]})
+        values.update({f"Lambda_{l}": lam[l - 1], f"eta_{l}_zs": eta[l - 1].T})
+        values.update({f"eta_{l}_raw": eta[l - 1], f"log_psi_{l}_zs": np.log(psi[l - 1]).T})
+        values[f"log_psi_{l}_raw"] = np.log(psi[l - 1])
+        if l >= 2:
+            c, log_t = latent_coordinates(lam[l - 1], psi[l - 1])
+            values.update({f"c_{l}": c, f"log_t_{l}_zs": log_t.T, f"log_t_{l}_raw": log_t})
         if constraint == "lower_triangular":
-            a = lam[l - 1]
-            if l == L:
-                # at the top layer the rotation is exact: the LQ form of each component
-                a = rotate_loadings(a, np.ones(a.shape[:2]), "lower_triangular")
-            r_in, r_out = a.shape[1:]
-            rows, cols = _lower_indices(r_in, r_out)
-            k = np.arange(r_out)
-            point[f"Lambda_{l}_diag"] = np.maximum(np.abs(a[:, k, k]), 1e-12)
-            point[f"Lambda_{l}_lower"] = a[:, rows, cols]
-        else:
-            point[f"Lambda_{l}"] = lam[l - 1]
-    missing = {rv.name for rv in model.free_RVs} - set(point)
+            values.update(_lower_triangular_values(lam[l - 1], top=l == L, layer=l))
+            if l >= 2:
+                lower = _lower_triangular_values(lam[l - 1], top=l == L, layer=l)
+                scale = np.sqrt(psi[l - 1])[:, : lower[f"Lambda_{l}_diag"].shape[1]]
+                values[f"c_{l}_diag"] = lower[f"Lambda_{l}_diag"] / scale
+                rows = _lower_indices(*lam[l - 1].shape[1:])[0]
+                values[f"c_{l}_lower"] = lower[f"Lambda_{l}_lower"] / np.sqrt(psi[l - 1])[:, rows]
+    free = [rv.name for rv in model.free_RVs]
+    missing = sorted(set(free) - set(values))
     if missing:
-        raise ValueError(f"params_to_point: no value for free variables {sorted(missing)}.")
-    return point
+        raise ValueError(f"params_to_point: no value for free variables {missing}.")
+    return {name: values[name] for name in free}
+
+
+def _lower_triangular_values(a: Array, *, top: bool, layer: int) -> dict[str, Array]:
+    """``Lambda_l_diag`` and ``Lambda_l_lower`` from loadings ``a``: at the top layer the
+    rotation to lower-triangular form is exact (the LQ form of each component)."""
+    if top:
+        a = rotate_loadings(a, np.ones(a.shape[:2]), "lower_triangular")
+    r_in, r_out = a.shape[1:]
+    rows, cols = _lower_indices(r_in, r_out)
+    k = np.arange(r_out)
+    return {
+        f"Lambda_{layer}_diag": np.maximum(np.abs(a[:, k, k]), 1e-12),
+        f"Lambda_{layer}_lower": a[:, rows, cols],
+    }
+
+
+def model_gauge(model: pm.Model) -> str:
+    """The gauge a model of :func:`build_model` was built in."""
+    return "standardised" if "c_2" in model.named_vars else "noise"
 
 
 def transformed_point(model: pm.Model, point: Mapping[str, Any]) -> dict[str, Array]:

@@ -138,3 +138,32 @@ def value_and_grad(X: Any, params: Any) -> tuple[float, Params]:
         )
         out = tuple([np.asarray(a, dtype=np.float64) for a in g] for g in grads)
     return float(value), out  # type: ignore[return-value]
+
+
+def log_likelihood_rows(
+    X: Any, pi: Sequence[Any], eta: Sequence[Any], Lambda: Sequence[Any], psi: Sequence[Any]
+) -> Any:
+    """Marginal log density of every row of ``X``, shape (N,) (a JAX array)."""
+    from jax.scipy.special import logsumexp
+
+    return logsumexp(log_prob_paths(X, pi, eta, Lambda, psi), axis=1)
+
+
+def rows_vjp(X: Any, cotangent: Any, *params: Sequence[Any]) -> Any:
+    """``sum_i cotangent_i d log p(x_i) / d params``: the gradient with respect to
+    ``(pi, eta, Lambda, psi)`` of the rows' log densities weighted by ``cotangent``."""
+    import jax
+
+    _, pullback = jax.vjp(lambda *p: log_likelihood_rows(X, *p), *params)
+    return pullback(cotangent)
+
+
+@functools.lru_cache(maxsize=8)
+def compiled_rows(n_components: tuple[int, ...], n_factors: tuple[int, ...]) -> Any:
+    """Jitted :func:`log_likelihood_rows` and :func:`rows_vjp`, both taking the parameters
+    as the four per-layer lists; one pair per architecture and process (and JAX's disk cache)."""
+    import jax
+
+    use_compilation_cache()
+    del n_components, n_factors  # the shapes key the cache; jit specialises on them
+    return jax.jit(log_likelihood_rows), jax.jit(rows_vjp)

@@ -18,20 +18,33 @@ PRIOR_DEFAULTS: dict[str, float] = {
     "psi_1_scale": 1e-3,
     "psi_scale": 1.0,
     "psi_log_sd": 5.0,
+    "t_log_sd": 1.0,
+    "loading_nu": 2.0,
+}
+
+#: Defaults that differ by gauge (``bayes_dgmm.model.gauge``): in the standardised gauge the
+#: latent scores have unit scale, so their intercepts' prior is narrower. ``Lambda_scale`` and
+#: ``psi_scale`` serve the noise gauge only; ``t_log_sd`` and ``loading_nu`` the standardised.
+GAUGE_DEFAULTS: dict[str, dict[str, float]] = {
+    "standardised": {"eta_scale": 3.0},
+    "noise": {},
 }
 
 
 def resolve_priors(
-    spec_priors: Mapping[str, Any] | None = None, priors: Mapping[str, Any] | None = None
+    spec_priors: Mapping[str, Any] | None = None,
+    priors: Mapping[str, Any] | None = None,
+    gauge: str = "standardised",
 ) -> dict[str, float]:
-    """Defaults, overridden by the spec's ``[priors]`` table, overridden by ``priors``.
+    """The gauge's defaults, overridden by the spec's ``[priors]`` table, overridden by
+    ``priors``.
 
     Raises
     ------
     ValueError
         On an unknown key or a non-positive value.
     """
-    out = dict(PRIOR_DEFAULTS)
+    out = {**PRIOR_DEFAULTS, **GAUGE_DEFAULTS.get(gauge, {})}
     for source, table in (("spec [priors]", spec_priors), ("priors", priors)):
         for key, value in (table or {}).items():
             if key not in PRIOR_DEFAULTS:

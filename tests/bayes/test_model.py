@@ -38,19 +38,28 @@ def _fast_compile():
         yield
 
 
-CASES = [(1, None), (2, None), (3, None), (2, "ordered"), (3, "lower_triangular")]
+CASES = [
+    (1, None, "standardised"),
+    (2, None, "standardised"),
+    (3, None, "standardised"),
+    (2, "ordered", "standardised"),
+    (3, "ordered", "standardised"),
+    (3, "lower_triangular", "standardised"),
+    (3, None, "noise"),
+    (3, "lower_triangular", "noise"),
+]
 J = 5
 
 
 class Compiled:
     """One model and one compiled function giving everything the checks need."""
 
-    def __init__(self, depth: int, constraint: str | None) -> None:
+    def __init__(self, depth: int, constraint: str | None, gauge: str = "standardised") -> None:
         comps, facts = ARCHS[depth]
         self.truth = DGMMParams.random(J, comps, facts, random_state=depth)
         self.X, _ = self.truth.sample(12, random_state=depth)
         self.spec = DGMMSpec(n_components=comps, n_factors=facts)
-        self.model = build_model(self.X, self.spec, constraint=constraint)
+        self.model = build_model(self.X, self.spec, constraint=constraint, gauge=gauge)
         self.constraint = constraint
         m = self.model
         self.names = [v.name for v in m.unobserved_value_vars]
@@ -78,7 +87,7 @@ class Compiled:
         return float(logp), float(prior), np.asarray(pointwise), params
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"L{c[0]}-{c[1]}")
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"L{c[0]}-{c[1]}-{c[2]}")
 def compiled(request):
     return Compiled(*request.param)
 
@@ -270,30 +279,24 @@ def test_study_scale_noise_is_accurate():
     np.testing.assert_allclose(got, expected, rtol=1e-9)
 
 
-def test_envelope_gradient_is_exact(monkeypatch):
-    # The gradient with the ridge coefficients held fixed equals the full gradient
-    # through the solves, and a central finite difference.
-    import bayes_dgmm.bayes.model as pmm
-
-    truth = DGMMParams.random(J, (2, 2), (3, 1), random_state=7)
+@pytest.mark.parametrize("gauge", ["standardised", "noise"])
+def test_model_gradient_matches_central_differences(gauge):
+    # The likelihood's gradient is the JAX density's pullback (RowLogLikVJP), chained by
+    # PyTensor through the priors and transforms: the whole must equal central differences
+    # of the model's own log density.
+    truth = DGMMParams.random(J, (2, 2, 2), (3, 2, 1), random_state=7)
     X, _ = truth.sample(15, random_state=7)
-    spec = DGMMSpec(n_components=(2, 2), n_factors=(3, 1))
-    grads = {}
-    for envelope in (True, False):
-        monkeypatch.setattr(pmm, "ENVELOPE_GRADIENT", envelope)
-        model = build_model(X, spec)
-        point = transformed_point(model, params_to_point(truth, model))
-        fn = model.logp_dlogp_function(ravel_inputs=True, initial_point=point)
-        x0 = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
-        _, grads[envelope] = fn(x0)
-    np.testing.assert_allclose(grads[True], grads[False], rtol=1e-7, atol=1e-7)
-    rng = np.random.default_rng(0)
-    for i in rng.choice(x0.size, size=5, replace=False):
+    model = build_model(X, DGMMSpec(n_components=(2, 2, 2), n_factors=(3, 2, 1)), gauge=gauge)
+    point = transformed_point(model, params_to_point(truth, model))
+    fn = model.logp_dlogp_function(ravel_inputs=True, initial_point=point)
+    x0 = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
+    _, grad = fn(x0)
+    for i in np.random.default_rng(0).choice(x0.size, size=16, replace=False):
         h = 1e-5 * max(1.0, abs(x0[i]))
         e = np.zeros_like(x0)
         e[i] = h
         fd = (fn(x0 + e)[0] - fn(x0 - e)[0]) / (2 * h)
-        np.testing.assert_allclose(grads[False][i], fd, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(grad[i], fd, rtol=1e-5, atol=1e-5)
 
 
 def test_prior_keys_documented_in_the_study_spec():
@@ -302,13 +305,13 @@ def test_prior_keys_documented_in_the_study_spec():
 
     text = (Path(__file__).resolve().parents[2] / "models" / "icbinb-sec3.toml").read_text()
     documented = dict(re.findall(r"^#\s+(\w+) = ([0-9.e-]+)", text, flags=re.M))
-    assert {k: float(v) for k, v in documented.items()} == PRIOR_DEFAULTS
+    assert {k: float(v) for k, v in documented.items()} == resolve_priors()  # default gauge
 
 
 def test_raw_redundant_directions_leave_the_likelihood_unchanged():
     # The raw anchoring is what "ordered" uses (without a constraint the latent layers are
     # ZeroSumNormal and have no such direction). A common shift of eta_l_raw (and of
-    # log psi_l_raw) over the components is the anchoring's redundant direction: the
+    # log t_l_raw) over the components is the anchoring's redundant direction: the
     # pointwise likelihood must not move, the prior must.
     c = Compiled(3, "ordered")
     base = c.random_points(1, seed=5)[0]
@@ -321,19 +324,20 @@ def test_raw_redundant_directions_leave_the_likelihood_unchanged():
         # on the ordered scale a common shift moves the first column's start only
         moved[key] = base[key] + np.where(np.arange(base[key].shape[0])[:, None] == 0, shift, 0)
         moved[key][:, 1:] = base[key][:, 1:] + shift[1:]
-        moved[f"psi_{l}_raw_log__"] = base[f"psi_{l}_raw_log__"] + rng.normal(
-            size=base[f"psi_{l}_raw_log__"].shape[1]
+        moved[f"log_t_{l}_raw"] = base[f"log_t_{l}_raw"] + rng.normal(
+            size=base[f"log_t_{l}_raw"].shape[1]
         )
     _, prior1, pointwise1, params1 = c.evaluate(moved)
     np.testing.assert_allclose(pointwise1, pointwise0, rtol=1e-10)
     assert abs(prior1 - prior0) > 1e-3
     for l in (1, 2):
         np.testing.assert_allclose(params1.eta[l].sum(axis=0), 0.0, atol=1e-10)
-        np.testing.assert_allclose(np.log(params1.psi[l]).mean(axis=0), 0.0, atol=1e-12)
+        total = np.sum(params1.Lambda[l] ** 2, axis=-1) + params1.psi[l]
+        np.testing.assert_allclose(np.log(total).mean(axis=0), 0.0, atol=1e-12)
 
 
 def test_latent_layers_are_zero_sum_without_redundant_directions():
-    # Without a constraint the anchored eta_l, log psi_l (l >= 2) are ZeroSumNormal over the
+    # Without a constraint the anchored eta_l, log t_l (l >= 2) are ZeroSumNormal over the
     # components: (G - 1) free values per coordinate instead of G, and their prior is the law
     # of G iid normals minus their mean, i.e. N(0, sigma^2) in orthonormal coordinates of the
     # zero-sum subspace (the reference below, built with numpy and scipy).
@@ -351,7 +355,7 @@ def test_latent_layers_are_zero_sum_without_redundant_directions():
     np.testing.assert_allclose(eta2.sum(axis=0), 0.0, atol=1e-12)
     G = comps[1]
     basis = np.linalg.svd(np.eye(G) - 1.0 / G)[0][:, : G - 1]  # orthonormal, sums to zero
-    sigma = PRIOR_DEFAULTS["eta_scale"]
+    sigma = resolve_priors()["eta_scale"]
     expected = norm.logpdf(eta2.T @ basis, scale=sigma).sum()
     value = m.rvs_to_values[m["eta_2_zs"]]
     prior = m.compile_fn(m.logp(vars=[m["eta_2_zs"]], jacobian=True), inputs=[value])(
@@ -363,10 +367,9 @@ def test_latent_layers_are_zero_sum_without_redundant_directions():
 def test_every_path_density_at_tiny_noise_matches_scipy():
     # Layer-1 noise 1e-8 of var(x): every path's log density against scipy on the explicit
     # covariance (the textbook difference form of the quadratic would lose all digits here)
-    import pytensor
-    import pytensor.tensor as pt
+    import jax
 
-    from bayes_dgmm.bayes.model import dgmm_log_prob_paths
+    from bayes_dgmm.model.jax_density import log_prob_paths
     from bayes_dgmm.model.paths import path_table
 
     comps, facts, n_feat = (3, 2), (3, 1), 6
@@ -375,14 +378,8 @@ def test_every_path_density_at_tiny_noise_matches_scipy():
     psi1 = base.psi[0] / base.psi[0].mean() * 1e-8 * X0.var(axis=0).mean()
     truth = DGMMParams(pi=base.pi, eta=base.eta, Lambda=base.Lambda, psi=[psi1, base.psi[1]])
     X, _ = truth.sample(40, random_state=12)
-    values = [
-        a for l in range(2) for a in (truth.pi[l], truth.eta[l], truth.Lambda[l], truth.psi[l])
-    ]
-    inputs = [pt.tensor(shape=(None,) * np.ndim(v)) for v in values]
-    Xs = pt.matrix("X")
-    pi, eta, lam, psi = (inputs[k::4] for k in range(4))
-    f = pytensor.function([Xs, *inputs], dgmm_log_prob_paths(Xs, pi, eta, lam, psi, comps, facts))
-    got = f(X, *values)
+    with jax.enable_x64(True):
+        got = np.asarray(log_prob_paths(X, truth.pi, truth.eta, truth.Lambda, truth.psi))
     expected = np.empty_like(got)
     for p, (g1, g2) in enumerate(path_table(comps)):
         lam2, lam1 = truth.Lambda[1][g2], truth.Lambda[0][g1]
