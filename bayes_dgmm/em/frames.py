@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from scipy.linalg import cholesky, lu_factor, lu_solve, solve_triangular
 from scipy.optimize import minimize
 
-from bayes_dgmm.em.registration import unpack_affine
+from bayes_dgmm.em.registration import affine_factors, unpack_affine
 from bayes_dgmm.model.density import LOG_2PI, log_normalize
 from bayes_dgmm.model.params import DGMMParams
 
@@ -80,11 +80,10 @@ def frame_objective(
     value : float ; gradient : (R R + R,) array (``A`` row-major, then ``c``)
     """
     R = S.shape[1]
-    A, c = unpack_affine(theta, R)
-    lu = lu_factor(A, check_finite=False)
-    diag = np.diag(lu[0])
-    if np.any(diag == 0):
+    factors = affine_factors(theta, R)
+    if factors is None:
         return math.inf, np.zeros_like(theta)
+    A, c, lu, diag = factors
     Z = S @ A.T + c
     logp, grad = gmm_logpdf_grad(Z, means, covs, log_w)
     n = S.shape[0]

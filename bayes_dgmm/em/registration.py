@@ -71,6 +71,17 @@ def unpack_affine(theta: Array, R: int) -> tuple[Array, Array]:
     return theta[: R * R].reshape(R, R), theta[R * R :]
 
 
+def affine_factors(theta: Array, R: int) -> tuple[Array, Array, tuple[Array, Array], Array] | None:
+    """``(A, c)`` of :func:`unpack_affine`, the LU factors of ``A`` and their diagonal (whose
+    log magnitudes sum to ``log|det A|``); None where ``A`` is singular."""
+    A, c = unpack_affine(theta, R)
+    lu = lu_factor(A, check_finite=False)
+    diag = np.diag(lu[0])
+    if np.any(diag == 0):
+        return None
+    return A, c, lu, diag
+
+
 def registration_objective(
     theta: Array, ref_mean: Array, ref_prec: Array, const: float, moving: ClusterMoments
 ) -> tuple[float, Array]:
@@ -92,11 +103,10 @@ def registration_objective(
     value : float ; gradient : (R R + R,) array
     """
     R = ref_mean.shape[1]
-    A, c = unpack_affine(theta, R)
-    lu = lu_factor(A, check_finite=False)
-    diag = np.diag(lu[0])
-    if np.any(diag == 0):
+    factors = affine_factors(theta, R)
+    if factors is None:
         return math.inf, np.zeros_like(theta)
+    A, c, lu, diag = factors
     n = moving.n
     n_tot = float(n.sum())
     e = moving.mean @ A.T + c - ref_mean  # (K, R)
