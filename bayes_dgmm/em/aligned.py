@@ -416,7 +416,8 @@ def _settle(
     # every configuration, the current one included, is scored the same way, so that the
     # effort spent on the current one does not bias the choice
     reference_value = -math.inf
-    for move in ([{}] if moves else []) + moves:
+    current: list[dict[int, Registration]] = [{}] if moves else []
+    for move in current + moves:
         trial = list(frames)
         for g, reg in {**chosen, **move}.items():
             trial[g] = _then(level.white[g], reg)
