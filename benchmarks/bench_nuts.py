@@ -76,10 +76,10 @@ def main() -> None:
         "fit_seconds": t_fit,
         "sampling_seconds": sampling,
         **{k: v for k, v in est.convergence_.items()},
-        "mean_tree_depth": float(stats["depth"].mean()) if "depth" in stats else None,
+        "mean_tree_depth": float(stats["tree_depth"].mean()) if "tree_depth" in stats else None,
         "mean_leapfrog_steps": float(stats["n_steps"].mean()) if "n_steps" in stats else None,
         "share_at_max_depth": (
-            float((stats["depth"] >= args.max_treedepth).mean()) if "depth" in stats else None
+            float((stats["tree_depth"] >= args.max_treedepth).mean()) if "tree_depth" in stats else None
         ),
         "ari": {
             f"layer_{l}": float(

@@ -200,7 +200,7 @@ class BayesianDeepGaussianMixture:
             path (at most ``maxiter``, 1000, iterations), ``draws`` (1000) draws;
             ``advi``/``fullrank_advi``: ADVI from the diagonal Laplace scale until the ELBO
             stops improving (at most ``n``, 20000, iterations), ``draws`` (1000) draws of q;
-            ``nuts``: ``pm.sample``; ``nutpie``: nutpie's NUTS on the C-backend density;
+            ``nuts``: ``pm.sample``; ``nutpie``: nutpie's NUTS on the JAX density;
             ``smc``: ``pm.sample_smc`` (from the prior; ``init`` ignored). Each route and
             its convergence criterion: ``docs/bayesian-model.md``.
         init : None, "em", DGMMParams or an object with ``params_``
@@ -287,7 +287,7 @@ class BayesianDeepGaussianMixture:
         if self._nutpie_compiled is None or self._nutpie_compiled[0] is not model:
             t0 = time.perf_counter()
             self._nutpie_compiled = (model, compile_nutpie_model(model))
-            logger.info("nutpie: compiled the C-backend model in %.1f s", time.perf_counter() - t0)
+            logger.info("nutpie: compiled the JAX model in %.1f s", time.perf_counter() - t0)
         compiled = self._nutpie_compiled[1]
         return sample_nutpie(compiled, model, start, kw, random_seed=seed, progressbar=bar)
 

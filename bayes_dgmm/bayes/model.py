@@ -61,12 +61,13 @@ def latent_second_moment(
 ) -> float:
     """Typical prior second moment of one coordinate of ``z^(1)``.
 
-    Top down from ``z^(L) ~ N(0, I)``. In the noise gauge ``m_{l-1} = eta_scale^2 (1 - 1/G_l)
-    + Lambda_scale^2 R_l m_l + psi_scale``: the variance of an intercept that sums to zero
-    over G_l components, that of ``Lambda_l z^(l)``, and the noise at its anchored geometric
-    mean. In the standardised gauge a row's loadings and noise share a total variance of
-    geometric mean one, so ``m_{l-1} = eta_scale^2 (1 - 1/G_l) + m_l``. Layer 1's loadings
-    are scaled by ``1 / sqrt(R_1 m_1)``; then ``Lambda_1 z^(1)`` has a typical prior spread of
+    Top down from ``z^(L) ~ N(0, I)``, with ``s = eta_scale^2 (1 - 1/G_l)`` the variance of
+    an intercept that sums to zero over G_l components. In the noise gauge ``m_{l-1} = s +
+    Lambda_scale^2 R_l m_l + psi_scale`` (the noise at its anchored geometric mean). In the
+    standardised gauge a row's variance given ``z^(l)`` is ``t ((1 - u) m_l + u)``, with the
+    uniqueness ``u ~ Beta(nu / 2, R_l / 2)`` and ``E t = exp(t_log_sd^2 (1 - 1/G_l) / 2)``,
+    so ``m_{l-1} = s + E t ((1 - E u) m_l + E u)``. Layer 1's loadings are scaled by
+    ``1 / sqrt(R_1 m_1)``; then ``Lambda_1 z^(1)`` has a typical prior spread of
     ``Lambda_1_scale * sd(x)``, whatever the depth and widths of the latent layers.
     """
     m = 1.0
@@ -76,7 +77,9 @@ def latent_second_moment(
         if gauge == "noise":
             m = spread + hyper["Lambda_scale"] ** 2 * r * m + hyper["psi_scale"]
         else:
-            m = spread + m
+            mean_t = math.exp(0.5 * hyper["t_log_sd"] ** 2 * (1 - 1 / g))
+            mean_u = hyper["loading_nu"] / (hyper["loading_nu"] + r)
+            m = spread + mean_t * ((1 - mean_u) * m + mean_u)
     return float(m)
 
 

@@ -247,6 +247,7 @@ def _fit_chunk(
     import pymc as pm
     from threadpoolctl import threadpool_limits
 
+    from bayes_dgmm.bayes.backends.nutpie import compile_nutpie_model
     from bayes_dgmm.bayes.backends.pathfinder import run_pathfinder
     from bayes_dgmm.bayes.backends.pymc import jittered_start
     from bayes_dgmm.bayes.model import build_model
@@ -255,9 +256,8 @@ def _fit_chunk(
     model = build_model(
         items[0][2], design.spec, priors=design.fit_priors, reference=design.reference
     )
-    # nutpie's own Numba compile: slow once (about a minute), then ~40x faster per
-    # gradient than the C backend through a Python callback on a model this small
-    compiled = nutpie.compile_pymc_model(model, backend="numba") if "nutpie" in methods else None
+    # nutpie on the model's JAX log density, compiled once for every simulation
+    compiled = compile_nutpie_model(model) if "nutpie" in methods else None
 
     for i, truth, x in items:
         seed = int(np.random.SeedSequence([random_seed, i]).generate_state(1)[0])

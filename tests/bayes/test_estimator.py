@@ -308,13 +308,13 @@ def test_init_params_become_initvals_and_model_is_reused(data, mock_pm_sample):
     assert est.idata_["log_likelihood"]["x"].sizes["obs"] == 20
 
 
-def test_nutpie_samples_the_c_backend_density(data, monkeypatch):
-    # nutpie is driven by the package's own compiled log density
-    # (bayes_dgmm.bayes.backends.nutpie); a
+def test_nutpie_samples_the_model_density(data, monkeypatch):
+    # nutpie is driven by the model's JAX log density (bayes_dgmm.bayes.backends.nutpie); a
     # fake nutpie.sample evaluates what nutpie would see at the start and checks it against
-    # PyMC's own compiled log density and gradient.
+    # PyMC's own compiled log density and gradient (the start is jittered by 0.01 per chain).
     import nutpie
 
+    from bayes_dgmm.bayes.backends.flat import flatten_point
     from bayes_dgmm.bayes.model import transformed_point
 
     truth, X, _ = data
@@ -323,8 +323,9 @@ def test_nutpie_samples_the_c_backend_density(data, monkeypatch):
 
     def fake_sample(compiled, *, draws, tune, chains, **kw):
         x0 = compiled._make_initial_points(0)
-        value, grad = compiled._make_logp_func()(x0)
-        expanded = compiled._make_expand_func(0, 0, 0)(x0)
+        shared = compiled._shared_data  # what nutpie hands the functions: the data
+        value, grad = compiled._make_logp_func()(x0, **shared)
+        expanded = compiled._make_expand_func(0, 0, 0)(x0, **shared)
         seen.update(value=value, grad=grad, expanded=expanded, kw=kw, n=len(x0))
         idata = mock_sample(draws=draws, chains=chains, model=est.model_, random_seed=0)
         stats = xr.Dataset(
@@ -334,16 +335,21 @@ def test_nutpie_samples_the_c_backend_density(data, monkeypatch):
         idata["sample_stats"] = stats
         return idata
 
+    import bayes_dgmm.bayes.backends.nutpie as backend
+
     monkeypatch.setattr(nutpie, "sample", fake_sample)
+    monkeypatch.setattr(backend, "START_JITTER", 0.0)  # the start itself, to compare exactly
     est.fit(X, method="nutpie", init=truth, draws=3, chains=2, nuts={"max_treedepth": 5})
     model = est.model_
     point = transformed_point(model, params_to_point(truth, model))
     assert seen["value"] == pytest.approx(float(model.compile_logp()(point)), rel=1e-10)
     expected_grad = np.ravel(model.compile_dlogp()(point))
     np.testing.assert_allclose(seen["grad"], expected_grad, rtol=1e-8, atol=1e-10)
-    anchored = truth.anchored()
-    np.testing.assert_allclose(seen["expanded"]["eta_2"], anchored.eta[1], rtol=1e-10)
-    np.testing.assert_allclose(seen["expanded"]["Lambda_1"], anchored.Lambda[0], rtol=1e-10)
+    from bayes_dgmm.model.gauge import standardised
+
+    gauged = standardised(truth)  # the model's default gauge
+    np.testing.assert_allclose(seen["expanded"]["eta_2"], gauged.eta[1], rtol=1e-10)
+    np.testing.assert_allclose(seen["expanded"]["Lambda_1"], gauged.Lambda[0], rtol=1e-10)
     assert seen["kw"]["maxdepth"] == 5
     assert "tree_depth" in est.idata_["sample_stats"]
     compiled = est._nutpie_compiled
@@ -351,6 +357,12 @@ def test_nutpie_samples_the_c_backend_density(data, monkeypatch):
     assert est._nutpie_compiled is compiled  # compiled once, reused with new data
     with pytest.raises(ValueError, match=r"understands max_treedepth and target_accept"):
         est.fit(X, method="nutpie", draws=3, chains=1, nuts={"step_scale": 0.1})
+    # with the jitter, each chain (seed) starts at its own point near the start
+    monkeypatch.undo()
+    starts = backend.initial_point_function(model, params_to_point(truth, model))
+    x_start = flatten_point(model, point)
+    a, b = starts(1), starts(2)
+    assert 0 < np.abs(a - b).max() < 0.1 and np.abs(a - x_start).max() < 0.1
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -514,6 +526,33 @@ def test_latent_second_moment_matches_monte_carlo():
         lam = rng.normal(0, hyper["Lambda_scale"], size=(n, r_in, r_out))
         u = rng.normal(0, np.sqrt(hyper["psi_scale"]), size=(n, r_in))
         z = eta + np.einsum("nij,nj->ni", lam, z) + u
+    mc = float(np.mean(z**2))
+    assert latent_second_moment(hyper, comps, facts, "noise") == pytest.approx(mc, rel=0.02)
+
+
+def test_latent_second_moment_matches_monte_carlo_in_the_standardised_gauge():
+    # z^(l-1) = eta + sqrt(t) (c z^(l) + e) / sqrt(1 + |c|^2), e ~ N(0, 1): log t and eta
+    # zero-sum normal over G_l, c multivariate t (a normal over a chi-square), drawn by numpy
+    from bayes_dgmm.bayes.model import latent_second_moment, resolve_priors
+
+    comps, facts = (3, 3, 2), (5, 4, 2)
+    hyper = {**resolve_priors(), "eta_scale": 2.0, "t_log_sd": 0.8, "loading_nu": 3.0}
+    nu = hyper["loading_nu"]
+    rng = np.random.default_rng(0)
+    n = 400_000
+    z = rng.normal(size=(n, facts[2]))
+    for l in (2, 1):  # 0-based layer l maps z^(l+1) to z^(l)
+        g, r_in, r_out = comps[l], facts[l - 1], facts[l]
+
+        def zero_sum(sd, g=g, r_in=r_in):
+            v = rng.normal(0, sd, size=(n, g, r_in))
+            return (v - v.mean(axis=1, keepdims=True))[:, 0]  # one component's value
+
+        eta, log_t = zero_sum(hyper["eta_scale"]), zero_sum(hyper["t_log_sd"])
+        w = rng.chisquare(nu, size=(n, r_in, 1)) / nu
+        c = rng.normal(0, 1 / np.sqrt(nu), size=(n, r_in, r_out)) / np.sqrt(w)
+        scale = np.sqrt(np.exp(log_t) / (1 + np.sum(c**2, axis=-1)))
+        z = eta + scale * (np.einsum("nij,nj->ni", c, z) + rng.normal(size=(n, r_in)))
     mc = float(np.mean(z**2))
     assert latent_second_moment(hyper, comps, facts) == pytest.approx(mc, rel=0.02)
 

@@ -79,13 +79,13 @@ def test_top_layer_rotations_leave_the_log_density_unchanged(dgmm):
     # rotate the second top component's loadings by a finite angle, with numpy
     rotated = params_to_point(truth, model)
     c, s = np.cos(0.7), np.sin(0.7)
-    rotated["Lambda_2"] = rotated["Lambda_2"].copy()
-    rotated["Lambda_2"][1] = rotated["Lambda_2"][1] @ np.array([[c, -s], [s, c]])
+    rotated["c_2"] = rotated["c_2"].copy()
+    rotated["c_2"][1] = rotated["c_2"][1] @ np.array([[c, -s], [s, c]])
     x_rot = flatten_point(model, transformed_point(model, rotated))
     assert float(fn(x_rot)[0]) == pytest.approx(float(fn(x)[0]), abs=1e-8)
     # the rotation's path leaves x along the span of Q
     t = 1e-6
-    rotated["Lambda_2"][1] = params_to_point(truth, model)["Lambda_2"][1] @ np.array(
+    rotated["c_2"][1] = params_to_point(truth, model)["c_2"][1] @ np.array(
         [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
     )
     d = (flatten_point(model, transformed_point(model, rotated)) - x) / t

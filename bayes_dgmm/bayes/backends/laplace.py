@@ -64,7 +64,7 @@ def _negative_hessian_and_error(fn: Any, x0: Array) -> tuple[Array, float]:
 def rotation_directions(model: Any, x: Array) -> Array:
     """Orthonormal directions (columns) of the exact symmetry of the top layer at ``x``.
 
-    ``z^(L) ~ N(0, I)`` and the isotropic normal prior on ``Lambda_L`` make the posterior
+    ``z^(L) ~ N(0, I)`` and the isotropic prior on ``Lambda_L`` (or ``c_L``) make the posterior
     invariant under ``Lambda_L[g] -> Lambda_L[g] Q`` for every rotation ``Q``, one per top
     component: ``G_L R_L (R_L - 1) / 2`` directions along which the log density is constant
     (the Hessian is zero there at a mode). Empty when ``Lambda_L`` is not a free variable on
@@ -72,7 +72,10 @@ def rotation_directions(model: Any, x: Array) -> Array:
     """
     value_vars, shapes = _value_vars_and_shapes(model)
     names = [v.name for v in value_vars]
-    top = f"Lambda_{n_layers_of(model)}"
+    L = n_layers_of(model)
+    # in the standardised gauge the top layer's free loadings are c_L (noise units), whose
+    # rows' norms the prior and the likelihood see: they rotate the same way
+    top = f"Lambda_{L}" if f"Lambda_{L}" in names else f"c_{L}"
     if top not in names:
         return np.zeros((x.size, 0))
     k = names.index(top)
