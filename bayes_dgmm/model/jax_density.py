@@ -9,16 +9,14 @@ dimensions, without the cancellation that tiny noise variances cause; the algebr
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from bayes_dgmm._jax import use_compilation_cache
+from bayes_dgmm.model.density import LOG_2PI
 from bayes_dgmm.model.paths import path_table
-
-LOG_2PI = math.log(2.0 * math.pi)
 
 Params = tuple[Sequence[Any], Sequence[Any], Sequence[Any], Sequence[Any]]
 
