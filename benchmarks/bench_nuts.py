@@ -79,7 +79,9 @@ def main() -> None:
         "mean_tree_depth": float(stats["tree_depth"].mean()) if "tree_depth" in stats else None,
         "mean_leapfrog_steps": float(stats["n_steps"].mean()) if "n_steps" in stats else None,
         "share_at_max_depth": (
-            float((stats["tree_depth"] >= args.max_treedepth).mean()) if "tree_depth" in stats else None
+            float((stats["tree_depth"] >= args.max_treedepth).mean())
+            if "tree_depth" in stats
+            else None
         ),
         "ari": {
             f"layer_{l}": float(

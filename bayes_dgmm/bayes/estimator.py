@@ -58,7 +58,6 @@ from bayes_dgmm.bayes.backends.timing import compile_timer
 from bayes_dgmm.bayes.backends.vi import laplace_sd
 from bayes_dgmm.bayes.io import read_fit, write_fit
 from bayes_dgmm.bayes.model import CONSTRAINTS, build_model, resolve_priors
-from bayes_dgmm.model.gauge import GAUGES
 from bayes_dgmm.bayes.postprocess import (
     MAX_PREDICT_DRAWS,
     finish_tree,
@@ -67,6 +66,7 @@ from bayes_dgmm.bayes.postprocess import (
     posterior_params,
 )
 from bayes_dgmm.bayes.starts import start_point
+from bayes_dgmm.model.gauge import GAUGES
 from bayes_dgmm.model.params import DGMMParams
 from bayes_dgmm.model.paths import aggregate_paths
 from bayes_dgmm.model.spec import DGMMSpec, load_spec, validate_architecture

@@ -47,9 +47,9 @@ class _DensityOp(Op):
 class RowLogLik(_DensityOp):
     """``(X, pi_1, eta_1, Lambda_1, psi_1, ...) -> log p(x_i)``, shape (N,)."""
 
-    def make_node(self, X: Any, *params: Any) -> Apply:
-        X = pt.as_tensor(X).astype("float64")
-        params = tuple(pt.as_tensor(p).astype("float64") for p in params)
+    def make_node(self, *inputs: Any) -> Apply:
+        """``inputs``: ``X`` then the flat parameters."""
+        X, *params = (pt.as_tensor(v).astype("float64") for v in inputs)
         out = pt.TensorType("float64", shape=(X.type.shape[0],))()
         return Apply(self, [X, *params], [out])
 
@@ -69,9 +69,10 @@ class RowLogLik(_DensityOp):
 class RowLogLikVJP(_DensityOp):
     """``(X, w, params...) -> sum_i w_i d log p(x_i) / d params``, one output per parameter."""
 
-    def make_node(self, X: Any, cotangent: Any, *params: Any) -> Apply:
-        inputs = [pt.as_tensor(v).astype("float64") for v in (X, cotangent, *params)]
-        return Apply(self, inputs, [p.type() for p in inputs[2:]])
+    def make_node(self, *inputs: Any) -> Apply:
+        """``inputs``: ``X``, the cotangent of the rows, then the flat parameters."""
+        tensors = [pt.as_tensor(v).astype("float64") for v in inputs]
+        return Apply(self, tensors, [p.type() for p in tensors[2:]])
 
     def perform(self, node: Apply, inputs: Sequence[Any], outputs: Any) -> None:
         X, cotangent, *flat = inputs

@@ -23,7 +23,9 @@ def _collapsed(seed: int) -> DGMMParams:
     rng = np.random.default_rng(seed)
     psi = [p.psi[0], p.psi[1] * 10 ** rng.uniform(-7, 2, p.psi[1].shape), p.psi[2] * 40.0]
     eta = [p.eta[0], p.eta[1] + 25.0, p.eta[2] * 7.0]
-    return DGMMParams(pi=p.pi, eta=eta, Lambda=[p.Lambda[0], p.Lambda[1] * 9.0, p.Lambda[2]], psi=psi)
+    return DGMMParams(
+        pi=p.pi, eta=eta, Lambda=[p.Lambda[0], p.Lambda[1] * 9.0, p.Lambda[2]], psi=psi
+    )
 
 
 @pytest.mark.parametrize("gauge", ["standardised", "noise"])

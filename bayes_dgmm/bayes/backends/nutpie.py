@@ -56,8 +56,8 @@ def initial_point_function(model: Any, start: Mapping[str, Any] | None) -> Any:
     """
     if start is not None:
         fixed = flatten_point(model, transformed_point(model, start))
-        return lambda seed: fixed + START_JITTER * np.random.default_rng(seed).standard_normal(
-            fixed.size
+        return lambda seed: (
+            fixed + START_JITTER * np.random.default_rng(seed).standard_normal(fixed.size)
         )
     point_fn = make_initial_point_fn(
         model=model, jitter_rvs=set(model.free_RVs), return_transformed=True
