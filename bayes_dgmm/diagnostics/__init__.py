@@ -7,10 +7,13 @@
 - :mod:`~bayes_dgmm.diagnostics.posterior`: the same on a posterior ``DataTree``, r_hat of
   identified quantities before and after relabelling, and :func:`describe_fit`, a verdict in
   plain words;
+- :mod:`~bayes_dgmm.diagnostics.importance`: the Pareto k of an approximation's importance
+  weights (PSIS) and the threshold below which its draws are trusted;
 - :mod:`~bayes_dgmm.diagnostics.stacking`: chain stacking (Yao, Vehtari & Gelman 2022) of
   chains or runs in different modes by their PSIS-LOO predictive densities.
 """
 
+from bayes_dgmm.diagnostics.importance import PARETO_K_OK, pareto_k
 from bayes_dgmm.diagnostics.modes import (
     SAME_MODE_ARI,
     ModeCensus,
@@ -47,6 +50,7 @@ from bayes_dgmm.diagnostics.stacking import (
 )
 
 __all__ = [
+    "PARETO_K_OK",
     "RELABEL_METHODS",
     "RHAT_OK",
     "SAME_MODE_ARI",
@@ -64,6 +68,7 @@ __all__ = [
     "mode_census",
     "mutual_ari",
     "nested_rhat",
+    "pareto_k",
     "path_permutation",
     "permute_layers",
     "posterior_draws",

@@ -18,6 +18,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
 from bayes_dgmm._validation import RandomLike
+from bayes_dgmm.diagnostics.importance import PARETO_K_OK, pareto_k
 
 Array = NDArray[np.float64]
 
@@ -127,8 +128,6 @@ def _log_importance_weight(data: Any) -> Any:
     DGMM whose NUTS LOO is -2607, Laplace (weights' k 5.4) gave -2597 and Pathfinder (k 9.0)
     -2577, ranking first on a handful of draws.
     """
-    from bayes_dgmm.bayes.backends.pathfinder import PARETO_K_OK, pareto_k
-
     if "sample_stats" not in data.children:
         return None
     stats = data["sample_stats"]

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from bayes_dgmm._io import atomic_write
 from bayes_dgmm._validation import BudgetError
+from bayes_dgmm.diagnostics.importance import PARETO_K_OK
 from bayes_dgmm.diagnostics.metrics import layer_aris, n_occupied
 from bayes_dgmm.diagnostics.modes import mode_census
 from bayes_dgmm.diagnostics.posterior import ESS_OK, RHAT_OK
@@ -123,7 +124,6 @@ def convergence_evidence(result: MethodResult) -> str:
     conv = result.extra.get("convergence") or {}
     from bayes_dgmm.bayes.backends.laplace import DECREMENT_TOL
     from bayes_dgmm.bayes.backends.mode import MODE_GTOL
-    from bayes_dgmm.bayes.backends.pathfinder import PARETO_K_OK
 
     if method == "map":
         return (

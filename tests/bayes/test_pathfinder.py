@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 
 pm = pytest.importorskip("pymc")
 
-from bayes_dgmm.bayes.backends.pathfinder import (  # noqa: E402
-    PARETO_K_OK,
-    _inverse_hessian,
-    pareto_k,
-    run_pathfinder,
-)
+from bayes_dgmm.bayes.backends.pathfinder import _inverse_hessian, run_pathfinder  # noqa: E402
+from bayes_dgmm.diagnostics.importance import PARETO_K_OK  # noqa: E402
 
 
 def test_inverse_hessian_of_a_quadratic_is_exact_after_d_steps():
@@ -66,27 +61,9 @@ def test_pathfinder_on_neals_funnel_says_it_has_not_converged():
     assert tree["posterior"].attrs["pathfinder_pareto_k"] > PARETO_K_OK + 0.2
 
 
-def test_pareto_k_is_that_of_the_weights_tail():
-    # Pareto(alpha) weights have k = 1 / alpha (k-hat's noise at 20000 draws is ~0.08);
-    # a proposal wider than a Gaussian target has bounded weights (k <= 0); equal weights
-    # (q is the target) have no tail, k 0
-    rng = np.random.default_rng(0)
-    for alpha in (2.0, 1.25):
-        log_w = np.log(rng.pareto(alpha, size=20000) + 1.0)
-        assert pareto_k(log_w) == pytest.approx(1 / alpha, abs=0.25)
-    x = rng.normal(0.0, 2.0, size=20000)
-    assert pareto_k(norm.logpdf(x) - norm.logpdf(x, 0.0, 2.0)) < 0.2
-    assert pareto_k(np.full(1000, -3.5)) == 0.0
-
-
 def test_pathfinder_on_a_gaussian_posterior_converges():
     with pm.Model() as model:
         pm.Normal("x", 0, 1, shape=5)
     tree = run_pathfinder(model, {"x": np.ones(5)}, draws=500, random_seed=0)
     assert tree["posterior"].attrs["pathfinder_converged"] == 1
     assert tree["posterior"].attrs["pathfinder_pareto_k"] <= PARETO_K_OK
-
-
-def test_pareto_k_of_exact_draws_is_small_and_of_bad_ones_infinite():
-    assert pareto_k(np.zeros(1000) + 1e-9 * np.arange(1000)) < 0.5
-    assert pareto_k(np.array([0.0, -np.inf, 1.0] * 100)) == np.inf

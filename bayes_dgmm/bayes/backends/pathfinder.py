@@ -5,8 +5,9 @@ L-BFGS runs on the negative log density from the start. At every iterate the las
 :data:`HISTORY` accepted (s, y) pairs give the L-BFGS inverse Hessian ``H``; the Gaussian
 ``N(x + H grad, H)`` gets a Monte Carlo ELBO of :data:`ELBO_DRAWS` draws, and the best one is
 kept. The fit is converged when the Pareto k of its draws' importance weights
-``log p - log q`` is below :data:`PARETO_K_OK` (PSIS, ``arviz_stats``). Written here
-rather than taken from pymc-extras (``fit_pathfinder``), whose releases require PyMC < 6.4.
+``log p - log q`` is below :data:`~bayes_dgmm.diagnostics.importance.PARETO_K_OK` (PSIS).
+Written here rather than taken from pymc-extras (``fit_pathfinder``), whose releases require
+PyMC < 6.4.
 Details: ``docs/bayesian-model.md``.
 """
 
@@ -31,6 +32,8 @@ from bayes_dgmm.bayes.backends.flat import (
     observed_dataset,
 )
 from bayes_dgmm.bayes.model import transformed_point
+from bayes_dgmm.diagnostics.importance import PARETO_K_OK, pareto_k
+from bayes_dgmm.model.density import LOG_2PI
 
 Array = NDArray[np.float64]
 
@@ -38,9 +41,6 @@ Array = NDArray[np.float64]
 HISTORY = 6
 #: Monte Carlo draws of each iterate's ELBO (the paper's K)
 ELBO_DRAWS = 5
-#: Pareto k of the importance weights below which the approximation is trusted
-PARETO_K_OK = 0.7
-LOG_2PI = math.log(2 * math.pi)
 
 
 def _inverse_hessian(pairs: list[tuple[Array, Array]], d: int) -> Array:
@@ -78,29 +78,6 @@ def _draw(fn: Any, mean: Array, L: Array, logdet: float, u: Array) -> tuple[Arra
     log_q = -0.5 * (np.sum(u**2, axis=1) + logdet + mean.size * LOG_2PI)
     log_p = np.array([float(fn(row)[0]) for row in phi])
     return phi, log_p, log_q
-
-
-def pareto_k(log_weights: Array) -> float:
-    """Pareto k of PSIS on importance log weights (``arviz_stats``); inf if any is not
-    finite (a draw outside the density's support), the tail fit fails or there are too few
-    draws to fit it."""
-    from arviz_stats.base import array_stats
-
-    lw = np.asarray(log_weights, dtype=float)
-    if not np.all(np.isfinite(lw)):
-        return math.inf
-    if lw.size and np.ptp(lw) <= 1e-8:
-        # equal weights (q is the target, e.g. a Gaussian posterior): no tail to fit, and
-        # the fit would fail; PSIS is exact here
-        return 0.0
-    try:
-        # psislw takes log-likelihood-like values and weights by exp(-value) (its LOO use),
-        # so the log weights go in negated
-        _, k = array_stats.psislw(-lw, r_eff=1.0)
-    except ValueError:  # too few draws for a tail of 5 (fewer than about 25)
-        return math.inf
-    # NaN: the generalized Pareto fit to the tail failed (very uneven weights)
-    return float(k) if np.isfinite(k) else math.inf
 
 
 def run_pathfinder(
