@@ -80,26 +80,13 @@ def _draw(fn: Any, mean: Array, L: Array, logdet: float, u: Array) -> tuple[Arra
     return phi, log_p, log_q
 
 
-def run_pathfinder(
-    model: Any,
-    start: Mapping[str, Any],
-    *,
-    draws: int = 1000,
-    maxiter: int = 1000,
-    random_seed: RandomLike = None,
-    progressbar: bool = False,
-) -> Any:
-    """Single-path Pathfinder of ``model``'s posterior from ``start`` (constrained values).
+def _lbfgs_path(fn: Any, x0: Array, maxiter: int) -> tuple[list[tuple[Array, Array]], str]:
+    """The path: the start and every iterate L-BFGS accepted on ``-log p``, each with its
+    gradient of ``log p`` (``(x, grad)`` pairs, start first), and L-BFGS's closing message.
 
-    Returns a DataTree with ``posterior`` (``draws`` draws of the chosen Gaussian, on every
-    variable's own scale), ``observed_data``, ``sample_stats`` (``log_importance_weight``,
-    ``log p - log q`` of each draw), and the criterion's figures as posterior attributes
-    (``pathfinder_converged``, ``pathfinder_pareto_k``, ``pathfinder_elbo``,
-    ``pathfinder_iteration`` of the chosen Gaussian, ``pathfinder_iterations`` of L-BFGS).
+    Its line searches evaluate more points than it accepts; the gradients they computed are
+    reused for the accepted ones.
     """
-    del progressbar  # L-BFGS has no progress bar here
-    fn, d = compile_flat_logp_grad(model)
-    x0 = flatten_point(model, transformed_point(model, start))
     seen: dict[bytes, Array] = {}  # gradient of log p at every point L-BFGS evaluated
 
     def negative(x: Array) -> tuple[float, Array]:
@@ -108,8 +95,6 @@ def run_pathfinder(
         seen[x.tobytes()] = grad
         return -float(value), -grad
 
-    # the path: the start and every iterate L-BFGS accepted (its line searches evaluate
-    # more points than it accepts)
     iterates: list[tuple[Array, Array]] = [(x0.copy(), np.asarray(fn(x0)[1], dtype=float))]
 
     def accepted(xk: Array) -> None:
@@ -124,7 +109,15 @@ def run_pathfinder(
         callback=accepted,
         options={"maxiter": int(maxiter), "maxcor": HISTORY},
     )
-    rng = np.random.default_rng(random_seed)
+    return iterates, str(res.message)
+
+
+def _best_gaussian(
+    fn: Any, iterates: list[tuple[Array, Array]], d: int, rng: np.random.Generator
+) -> tuple[float, int, Array, Array, float]:
+    """``(elbo, iteration, mean, L, logdet)`` of the Gaussian of highest Monte Carlo ELBO
+    along the path (:data:`ELBO_DRAWS` draws each), the inverse Hessian of each iterate
+    built from the last :data:`HISTORY` pairs that meet the curvature condition."""
     pairs: list[tuple[Array, Array]] = []
     chosen: tuple[float, int, Array, Array, float] | None = None
     for i, (x, g) in enumerate(iterates):
@@ -146,7 +139,32 @@ def run_pathfinder(
             "method='pathfinder': no iterate of L-BFGS gave a positive definite inverse "
             "Hessian; start from an EM fit (init='em') or use method='laplace'."
         )
-    elbo, it, mean, L, logdet = chosen
+    return chosen
+
+
+def run_pathfinder(
+    model: Any,
+    start: Mapping[str, Any],
+    *,
+    draws: int = 1000,
+    maxiter: int = 1000,
+    random_seed: RandomLike = None,
+    progressbar: bool = False,
+) -> Any:
+    """Single-path Pathfinder of ``model``'s posterior from ``start`` (constrained values).
+
+    Returns a DataTree with ``posterior`` (``draws`` draws of the chosen Gaussian, on every
+    variable's own scale), ``observed_data``, ``sample_stats`` (``log_importance_weight``,
+    ``log p - log q`` of each draw), and the criterion's figures as posterior attributes
+    (``pathfinder_converged``, ``pathfinder_pareto_k``, ``pathfinder_elbo``,
+    ``pathfinder_iteration`` of the chosen Gaussian, ``pathfinder_iterations`` of L-BFGS).
+    """
+    del progressbar  # L-BFGS has no progress bar here
+    fn, d = compile_flat_logp_grad(model)
+    x0 = flatten_point(model, transformed_point(model, start))
+    iterates, message = _lbfgs_path(fn, x0, maxiter)
+    rng = np.random.default_rng(random_seed)
+    elbo, it, mean, L, logdet = _best_gaussian(fn, iterates, d, rng)
     phi, log_p, log_q = _draw(fn, mean, L, logdet, rng.standard_normal((int(draws), d)))
     k = pareto_k(log_p - log_q)
     converged = k < PARETO_K_OK
@@ -165,7 +183,7 @@ def run_pathfinder(
         pathfinder_elbo=float(elbo),
         pathfinder_iteration=int(it),
         pathfinder_iterations=len(iterates),
-        pathfinder_lbfgs_message=str(res.message),
+        pathfinder_lbfgs_message=message,
         pathfinder_criterion=f"Pareto k of the importance weights < {PARETO_K_OK}",
     )
     stats = xr.Dataset({"log_importance_weight": (("chain", "draw"), (log_p - log_q)[None])})
