@@ -110,6 +110,60 @@ def _scaled_adagrad(step: dict[str, Array]) -> Any:
     return optimizer
 
 
+def _start_scales(method: str, inference: Any, sd: Array) -> dict[str, Array]:
+    """Set q's starting scales to ``sd`` (full-rank: ``L`` diagonal) and return the steps of
+    :func:`_scaled_adagrad`, scaled by ``sd``, for each of q's parameters."""
+    group = inference.approx.groups[0]
+    d = sd.size
+    if method == "advi":
+        group.params_dict["rho"].set_value(_softplus_inv(sd))
+        return {"mu": MEAN_STEP * sd, "rho": np.full(d, SCALE_STEP)}
+    rows, cols = np.tril_indices(d)
+    diag = rows == cols
+    tril = np.where(diag, _softplus_inv(sd[rows]), 0.0)
+    group.params_dict["L_tril"].set_value(tril)
+    # Each of the d(d-1)/2 off-diagonal entries adds to its row's variance: steps of
+    # MEAN_STEP sd / d keep one iteration's random-walk growth of a row below sd^2 / d.
+    off = MEAN_STEP * sd[rows] / d
+    return {"mu": MEAN_STEP * sd, "L_tril": np.where(diag, SCALE_STEP, off)}
+
+
+def _fit(inference: Any, method: str, n: int, progressbar: bool, kw: dict[str, Any]) -> Any:
+    """``inference.fit(n=n, progressbar=progressbar, **kw)``, PyMC's line per NaN parameter
+    silenced; a divergence is a :class:`FitError` that says what to try."""
+    vi_log = logging.getLogger("pymc.variational.inference")
+    level = vi_log.level
+    vi_log.setLevel(logging.CRITICAL)  # its one line per NaN parameter; ours says it below
+    try:
+        return inference.fit(n=n, progressbar=progressbar, **kw)
+    except FloatingPointError:
+        done = int(np.size(getattr(inference, "hist", ())))
+        raise FitError(
+            f"method={method!r} diverged: its step gave NaN parameters after {done} of "
+            f"n={n} iterations. The start's posterior sds (diagonal Laplace) are too small "
+            "or too large somewhere; start from a converged fit (init=...), or use "
+            "method='laplace' or 'map'."
+        ) from None
+    finally:
+        vi_log.setLevel(level)
+
+
+def _loss_group(hist: Array, check: ELBOConvergence, n: int, window: int) -> xr.Dataset:
+    """The ``loss`` group: the loss of each iteration, and whether the ELBO converged."""
+    loss = xr.Dataset({"loss": ("iteration", hist)})
+    loss.attrs.update(
+        converged=int(check.converged),
+        iterations=int(hist.size),
+        max_iterations=int(n),
+        criterion=(
+            f"mean loss of the last {window} iterations within {check.z:g} standard errors "
+            f"of the {window} before"
+        ),
+        last_window_gain=float(check.gain),
+    )
+    return loss
+
+
 def run_vi(
     method: str,
     model: Any,
@@ -141,53 +195,14 @@ def run_vi(
     sd = laplace_sd(model, start) if sd is None else np.asarray(sd, dtype=float)
     cls = pm.ADVI if method == "advi" else pm.FullRankADVI
     inference = cls(model=model, start=start, random_seed=random_seed)
-    group = inference.approx.groups[0]
-    d = sd.size
-    if method == "advi":
-        group.params_dict["rho"].set_value(_softplus_inv(sd))
-        step = {"mu": MEAN_STEP * sd, "rho": np.full(d, SCALE_STEP)}
-    else:
-        rows, cols = np.tril_indices(d)
-        diag = rows == cols
-        tril = np.where(diag, _softplus_inv(sd[rows]), 0.0)
-        group.params_dict["L_tril"].set_value(tril)
-        # Each of the d(d-1)/2 off-diagonal entries adds to its row's variance: steps of
-        # MEAN_STEP sd / d keep one iteration's random-walk growth of a row below sd^2 / d.
-        off = MEAN_STEP * sd[rows] / d
-        step = {"mu": MEAN_STEP * sd, "L_tril": np.where(diag, SCALE_STEP, off)}
+    step = _start_scales(method, inference, sd)
     check = ELBOConvergence(window=window)
     callbacks = [*kw.pop("callbacks", []), check]
     kw.setdefault("obj_optimizer", _scaled_adagrad(step))
-    vi_log = logging.getLogger("pymc.variational.inference")
-    level = vi_log.level
-    vi_log.setLevel(logging.CRITICAL)  # its one line per NaN parameter; ours says it below
-    try:
-        approx = inference.fit(n=n, callbacks=callbacks, progressbar=progressbar, **kw)
-    except FloatingPointError:
-        done = int(np.size(getattr(inference, "hist", ())))
-        raise FitError(
-            f"method={method!r} diverged: its step gave NaN parameters after {done} of "
-            f"n={n} iterations. The start's posterior sds (diagonal Laplace) are too small "
-            "or too large somewhere; start from a converged fit (init=...), or use "
-            "method='laplace' or 'map'."
-        ) from None
-    finally:
-        vi_log.setLevel(level)
+    approx = _fit(inference, method, n, progressbar, {**kw, "callbacks": callbacks})
     # q's draws come from a function with a symbolic size, which JAX cannot compile; it runs
     # once, so the C backend is cheap here.
     with pytensor.config.change_flags(mode="FAST_RUN"):
         idata = approx.sample(draws=draws, random_seed=random_seed, return_inferencedata=True)
-    hist = np.asarray(approx.hist)
-    loss = xr.Dataset({"loss": ("iteration", hist)})
-    loss.attrs.update(
-        converged=int(check.converged),
-        iterations=int(hist.size),
-        max_iterations=int(n),
-        criterion=(
-            f"mean loss of the last {window} iterations within {check.z:g} standard errors "
-            f"of the {window} before"
-        ),
-        last_window_gain=float(check.gain),
-    )
-    idata["loss"] = loss
+    idata["loss"] = _loss_group(np.asarray(approx.hist), check, n, window)
     return idata, check
