@@ -73,6 +73,84 @@ class ModeCensus:
         return pd.DataFrame(self.modes).set_index("mode")
 
 
+def _checked_paths(paths: ArrayLike, n_components: Sequence[int], threshold: float) -> NDArray[Any]:
+    """``paths`` as an (R, N) integer array of path ids, or a ValueError that says why not."""
+    parts = np.asarray(paths)
+    if parts.ndim != 2:
+        raise ValueError(f"paths has shape {parts.shape}; expected (n_runs, n_samples).")
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold={threshold} must lie in (0, 1].")
+    n_paths = int(np.prod([int(g) for g in n_components]))
+    if not np.issubdtype(parts.dtype, np.integer):
+        raise ValueError(f"paths has dtype {parts.dtype}; path ids are integers 0..{n_paths - 1}.")
+    bad = np.flatnonzero((parts.ravel() < 0) | (parts.ravel() >= n_paths))
+    if bad.size:
+        r, i = divmod(int(bad[0]), parts.shape[1])
+        raise ValueError(
+            f"paths holds {int(parts[r, i])} (run {r + 1}, observation {i + 1}, counted from 1), "
+            f"not a path id of n_components={tuple(n_components)}: path ids are 0..{n_paths - 1}."
+        )
+    return parts
+
+
+def _mode_of_run(
+    ari: NDArray[np.float64], scores: NDArray[np.float64], threshold: float
+) -> NDArray[np.intp]:
+    """(R,) the mode of every run: complete linkage on ``1 - ari`` cut at ``1 - threshold``,
+    modes numbered by their best score (ties: by size)."""
+    if ari.shape[0] == 1:
+        clusters = np.zeros(1, dtype=np.intp)
+    else:
+        dist = squareform(1.0 - ari, checks=False)
+        clusters = (
+            fcluster(
+                linkage(dist, method="complete"), t=1.0 - threshold + 1e-12, criterion="distance"
+            )
+            - 1
+        )
+    order = sorted(
+        set(clusters.tolist()),
+        key=lambda c: (-np.max(np.where(clusters == c, scores, -np.inf)), -np.sum(clusters == c)),
+    )
+    remap = {c: i for i, c in enumerate(order)}
+    return np.array([remap[int(c)] for c in clusters], dtype=np.intp)
+
+
+def _mode_row(
+    mode: int,
+    members: NDArray[np.intp],
+    parts: NDArray[Any],
+    ari: NDArray[np.float64],
+    scores: NDArray[np.float64] | None,
+    n_components: Sequence[int],
+    reference_labels: ArrayLike | None,
+) -> dict[str, Any]:
+    """One mode's row of :attr:`ModeCensus.modes` (its runs ``members``, ``scores`` None
+    when the runs have none)."""
+    sc = np.zeros(parts.shape[0]) if scores is None else scores
+    table = path_table(n_components)
+    n_paths = table.shape[0]
+    best = int(members[np.argmax(sc[members])])
+    sub = ari[np.ix_(members, members)]
+    occupied = n_occupied(parts[best], n_paths)
+    row: dict[str, Any] = {
+        "mode": mode,
+        "members": members.tolist(),
+        "n_members": int(members.size),
+        "best_run": best,
+        "best_score": float(sc[best]) if scores is not None else float("nan"),
+        "occupied_paths": occupied,
+        "empty_paths": n_paths - occupied,
+        "mean_within_ari": float(sub[np.triu_indices(members.size, 1)].mean())
+        if members.size > 1
+        else 1.0,
+    }
+    if reference_labels is not None:
+        aris = layer_aris(reference_labels, table[parts[best]], n_components)
+        row.update({f"ari_{k}": v for k, v in aris.items()})
+    return row
+
+
 def mode_census(
     paths: ArrayLike,
     n_components: Sequence[int],
@@ -94,67 +172,25 @@ def mode_census(
     threshold : float in (0, 1]
         Complete-linkage cut: every pair of runs in a mode has ARI >= threshold.
     """
-    parts = np.asarray(paths)
-    if parts.ndim != 2:
-        raise ValueError(f"paths has shape {parts.shape}; expected (n_runs, n_samples).")
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold={threshold} must lie in (0, 1].")
-    n_paths = int(np.prod([int(g) for g in n_components]))
-    if not np.issubdtype(parts.dtype, np.integer):
-        raise ValueError(f"paths has dtype {parts.dtype}; path ids are integers 0..{n_paths - 1}.")
-    bad = np.flatnonzero((parts.ravel() < 0) | (parts.ravel() >= n_paths))
-    if bad.size:
-        r, i = divmod(int(bad[0]), parts.shape[1])
-        raise ValueError(
-            f"paths holds {int(parts[r, i])} (run {r + 1}, observation {i + 1}, counted from 1), "
-            f"not a path id of n_components={tuple(n_components)}: path ids are 0..{n_paths - 1}."
-        )
+    parts = _checked_paths(paths, n_components, threshold)
     R = parts.shape[0]
     sc = np.zeros(R) if scores is None else np.asarray(scores, dtype=float)
     if sc.shape != (R,):
         raise ValueError(f"scores has shape {sc.shape}; expected ({R},), one per run.")
     ari = mutual_ari(parts)
-    if R == 1:
-        clusters = np.zeros(1, dtype=np.intp)
-    else:
-        dist = squareform(1.0 - ari, checks=False)
-        clusters = (
-            fcluster(
-                linkage(dist, method="complete"), t=1.0 - threshold + 1e-12, criterion="distance"
-            )
-            - 1
+    mode_of_run = _mode_of_run(ari, sc, threshold)
+    modes = [
+        _mode_row(
+            m,
+            np.flatnonzero(mode_of_run == m),
+            parts,
+            ari,
+            None if scores is None else sc,
+            n_components,
+            reference_labels,
         )
-    # order modes by their best score (ties: by size)
-    order = sorted(
-        set(clusters.tolist()),
-        key=lambda c: (-np.max(np.where(clusters == c, sc, -np.inf)), -np.sum(clusters == c)),
-    )
-    remap = {c: i for i, c in enumerate(order)}
-    mode_of_run = np.array([remap[int(c)] for c in clusters], dtype=np.intp)
-    table = path_table(n_components)
-    n_paths = table.shape[0]
-    modes = []
-    for m in range(len(order)):
-        members = np.flatnonzero(mode_of_run == m)
-        best = int(members[np.argmax(sc[members])])
-        sub = ari[np.ix_(members, members)]
-        occupied = n_occupied(parts[best], n_paths)
-        row: dict[str, Any] = {
-            "mode": m,
-            "members": members.tolist(),
-            "n_members": int(members.size),
-            "best_run": best,
-            "best_score": float(sc[best]) if scores is not None else float("nan"),
-            "occupied_paths": occupied,
-            "empty_paths": n_paths - occupied,
-            "mean_within_ari": float(sub[np.triu_indices(members.size, 1)].mean())
-            if members.size > 1
-            else 1.0,
-        }
-        if reference_labels is not None:
-            aris = layer_aris(reference_labels, table[parts[best]], n_components)
-            row.update({f"ari_{k}": v for k, v in aris.items()})
-        modes.append(row)
+        for m in range(int(mode_of_run.max()) + 1)
+    ]
     return ModeCensus(mode_of_run=mode_of_run, mutual_ari=ari, modes=modes, threshold=threshold)
 
 
