@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,6 +206,31 @@ def _budget(settings: ExperimentSettings, algorithm: str) -> tuple[int, str]:
     return settings.max_iter, settings.stopping
 
 
+def _dgmm_task(
+    X: Array,
+    n_components: Sequence[int],
+    n_factors: Sequence[int],
+    algorithm: str,
+    seed: int,
+    settings: ExperimentSettings,
+    labels: NDArray[np.intp] | None,
+) -> dict[str, Any]:
+    """The keyword arguments of one stored DGMM run (:func:`fit_dgmm_run`); they are also
+    the run's inputs in the store's digest."""
+    max_iter, stopping = _budget(settings, algorithm)
+    return dict(
+        X=X,
+        n_components=n_components,
+        n_factors=n_factors,
+        algorithm=algorithm,
+        seed=seed,
+        max_iter=max_iter,
+        stopping=stopping,
+        init=settings.init,
+        labels=labels,
+    )
+
+
 def run_section32(
     X: Array,
     n_components: Sequence[int],
@@ -221,22 +246,9 @@ def run_section32(
         for alg in settings.algorithms:
             for g1 in settings.g1_grid:
                 comps = (g1, *n_components[1:])
-                tasks.append(
-                    (
-                        f"sec32-{alg}-G{g1}-run{r}",
-                        dict(
-                            X=X,
-                            n_components=comps,
-                            n_factors=n_factors,
-                            algorithm=alg,
-                            seed=run_seed(settings.seed, 32, _ALG_ID[alg], g1, r),
-                            max_iter=_budget(settings, alg)[0],
-                            stopping=_budget(settings, alg)[1],
-                            init=settings.init,
-                            labels=labels,
-                        ),
-                    )
-                )
+                seed = run_seed(settings.seed, 32, _ALG_ID[alg], g1, r)
+                task = _dgmm_task(X, comps, n_factors, alg, seed, settings, labels)
+                tasks.append((f"sec32-{alg}-G{g1}-run{r}", task))
         for g in settings.g1_grid:
             tasks.append(
                 (
@@ -271,37 +283,22 @@ def run_section32(
     return {"table1": table1, "best_fits": best}
 
 
-def run_section33(
+def _section33_tasks(
     X: Array,
     n_components: Sequence[int],
     n_factors: Sequence[int],
-    store: RunStore,
     settings: ExperimentSettings,
-    labels: NDArray[np.intp] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Sec. 3.3: random starts at the true architecture (Figures 3-5, Tables 2-3)."""
+    labels: NDArray[np.intp] | None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Sec. 3.3's stored runs: every algorithm's random starts and the GMM's runs."""
     n_total = max(settings.n_runs, settings.n_mutual)
     n_paths = int(np.prod(n_components))
     tasks: list[tuple[str, dict[str, Any]]] = []
     for r in range(n_total):
         for alg in settings.algorithms:
-            tasks.append(
-                (
-                    f"sec33-{alg}-run{r}",
-                    dict(
-                        X=X,
-                        n_components=tuple(n_components),
-                        n_factors=tuple(n_factors),
-                        algorithm=alg,
-                        seed=run_seed(settings.seed, 33, _ALG_ID[alg], r),
-                        max_iter=_budget(settings, alg)[0],
-                        stopping=_budget(settings, alg)[1],
-                        init=settings.init,
-                        labels=labels,
-                    ),
-                )
-            )
+            seed = run_seed(settings.seed, 33, _ALG_ID[alg], r)
+            task = _dgmm_task(X, tuple(n_components), tuple(n_factors), alg, seed, settings, labels)
+            tasks.append((f"sec33-{alg}-run{r}", task))
         if r < settings.n_runs:
             tasks.append(
                 (
@@ -315,30 +312,52 @@ def run_section33(
                     ),
                 )
             )
+    return tasks
+
+
+def _section33_row(
+    method: str, run: int, res: Mapping[str, Any], n_components: Sequence[int]
+) -> dict[str, Any]:
+    """One run's row of Sec. 3.3's table: its fit, ARIs and occupied paths (and, for a DGMM,
+    the occupied components of every layer)."""
+    row = {
+        "method": method,
+        "run": run,
+        "log_likelihood": res["log_likelihood"],
+        "bic": res["bic"],
+        "n_iter": res["n_iter"],
+        "seconds": res["seconds"],
+        "occupied_paths": res["occupied_paths"],
+    }
+    row.update({k: v for k, v in res.items() if k.startswith("ari_")})
+    if method != "gmm":
+        table = path_table(n_components)
+        row["occupied_layers"] = [
+            n_occupied(table[np.asarray(res["paths"])][:, l], n_components[l])
+            for l in range(len(n_components))
+        ]
+    return row
+
+
+def run_section33(
+    X: Array,
+    n_components: Sequence[int],
+    n_factors: Sequence[int],
+    store: RunStore,
+    settings: ExperimentSettings,
+    labels: NDArray[np.intp] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Sec. 3.3: random starts at the true architecture (Figures 3-5, Tables 2-3)."""
+    tasks = _section33_tasks(X, n_components, n_factors, settings, labels)
     results = _run_tasks(store, tasks, progress, settings.n_jobs)
-    runs, censuses = [], {}
-    table = path_table(n_components)
-    for method in (*settings.algorithms, "gmm"):
-        for r in range(settings.n_runs):
-            res = results[f"sec33-{method}-run{r}"]
-            row = {
-                "method": method,
-                "run": r,
-                "log_likelihood": res["log_likelihood"],
-                "bic": res["bic"],
-                "n_iter": res["n_iter"],
-                "seconds": res["seconds"],
-                "occupied_paths": res["occupied_paths"],
-            }
-            row.update({k: v for k, v in res.items() if k.startswith("ari_")})
-            if method != "gmm":
-                occupied_layers = [
-                    n_occupied(table[np.asarray(res["paths"])][:, l], n_components[l])
-                    for l in range(len(n_components))
-                ]
-                row["occupied_layers"] = occupied_layers
-            runs.append(row)
-    mutual = {}
+    runs = [
+        _section33_row(method, r, results[f"sec33-{method}-run{r}"], n_components)
+        for method in (*settings.algorithms, "gmm")
+        for r in range(settings.n_runs)
+    ]
+    n_total = max(settings.n_runs, settings.n_mutual)
+    censuses, mutual = {}, {}
     for alg in settings.algorithms:
         fits = [results[f"sec33-{alg}-run{r}"] for r in range(n_total)]
         parts = np.array([f["paths"] for f in fits])
