@@ -20,6 +20,7 @@ import pytensor.tensor as pt
 from numpy.typing import ArrayLike, NDArray
 
 from bayes_dgmm._validation import check_data
+from bayes_dgmm.bayes.graph_density import dgmm_logp
 from bayes_dgmm.bayes.layers import OrderedFirstColumn as OrderedFirstColumn
 from bayes_dgmm.bayes.layers import (
     data_layer,
@@ -113,7 +114,7 @@ def _split_params(
 
 
 def _likelihood_fns(
-    n_components: Sequence[int], n_factors: Sequence[int]
+    n_components: Sequence[int], n_factors: Sequence[int], likelihood: str = "jax"
 ) -> tuple[Callable[..., Any], Callable[..., Any], str]:
     comps = tuple(int(g) for g in n_components)
     facts = tuple(int(r) for r in n_factors)
@@ -124,6 +125,9 @@ def _likelihood_fns(
     def logp(value: Any, *params: Any) -> Any:
         # PyMC hands the parameters over with the value's batch dims (length 1) in front.
         core = [p[(0,) * (p.ndim - k)] for p, k in zip(params, core_ndims, strict=True)]
+        if likelihood == "graph":
+            pi, eta, lam, psi = _split_params(core, L)
+            return dgmm_logp(value, pi, eta, lam, psi, comps, facts)
         return RowLogLik(comps, facts)(value, *core)
 
     def random(*params: Any, rng: np.random.Generator | None = None, size: Any = None) -> Array:
@@ -168,6 +172,7 @@ def build_model(
     batch_size: int | None = None,
     reference: tuple[ArrayLike, ArrayLike] | None = None,
     gauge: str = "standardised",
+    likelihood: str = "jax",
 ) -> pm.Model:
     """The DGMM with labels and scores marginalised, as a PyMC model.
 
@@ -191,6 +196,10 @@ def build_model(
         in advance, whatever the data (simulation-based calibration needs one).
     gauge : {"standardised", "noise"}
         How the latent layers' location and scale are fixed (:mod:`bayes_dgmm.model.gauge`).
+    likelihood : {"jax", "graph"}
+        The hand-written JAX density (:mod:`bayes_dgmm.bayes.likelihood`), or the same
+        density as a PyTensor graph (:mod:`bayes_dgmm.bayes.graph_density`), faster on tiny
+        models under PyTensor's Numba backend.
 
     Returns
     -------
@@ -201,6 +210,8 @@ def build_model(
     spec.check_n_features(Xa.shape[1])
     constraint = check_constraint(constraint)
     gauge = check_gauge(gauge)
+    if likelihood not in ("jax", "graph"):
+        raise ValueError(f"likelihood={likelihood!r} is not supported; choose 'jax' or 'graph'.")
     hyper = resolve_priors(spec.priors, priors, gauge)
     comps, facts = spec.n_components, spec.n_factors
     N, J = Xa.shape
@@ -229,7 +240,7 @@ def build_model(
                 layer = noise_layer(l, G, (J, *facts), hyper, constraint)
             params += [pi_l, *layer]
 
-        logp, random, signature = _likelihood_fns(comps, facts)
+        logp, random, signature = _likelihood_fns(comps, facts, likelihood)
         if batch_size is None:
             observed: dict[str, Any] = {"observed": X_data, "dims": ("obs", "feature")}
         else:

@@ -247,17 +247,21 @@ def _fit_chunk(
     import pymc as pm
     from threadpoolctl import threadpool_limits
 
-    from bayes_dgmm.bayes.backends.nutpie import compile_nutpie_model
     from bayes_dgmm.bayes.backends.pathfinder import run_pathfinder
     from bayes_dgmm.bayes.backends.pymc import jittered_start
     from bayes_dgmm.bayes.model import build_model
     from bayes_dgmm.diagnostics.posterior import posterior_draws, sampler_convergence
 
+    # the likelihood as a PyTensor graph under nutpie's Numba backend: on a model this small
+    # a JAX call costs more in dispatch than in arithmetic (docs/bayesian-model.md)
     model = build_model(
-        items[0][2], design.spec, priors=design.fit_priors, reference=design.reference
+        items[0][2],
+        design.spec,
+        priors=design.fit_priors,
+        reference=design.reference,
+        likelihood="graph",
     )
-    # nutpie on the model's JAX log density, compiled once for every simulation
-    compiled = compile_nutpie_model(model) if "nutpie" in methods else None
+    compiled = nutpie.compile_pymc_model(model, backend="numba") if "nutpie" in methods else None
 
     for i, truth, x in items:
         seed = int(np.random.SeedSequence([random_seed, i]).generate_state(1)[0])

@@ -392,3 +392,24 @@ def test_every_path_density_at_tiny_noise_matches_scipy():
     # ~1e8 eps relative: 2.2e-8 was measured between OpenBLAS kernels (Haswell), hence 1e-7
     # relative, and 1e-7 nats near zero
     np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-7)
+
+
+def test_graph_likelihood_equals_the_jax_likelihood():
+    # The PyTensor-graph form (for Numba on tiny models) and the JAX Op give one model:
+    # the same pointwise log density and the same gradient of the whole log density.
+    truth = DGMMParams.random(J, (2, 2, 2), (3, 2, 1), random_state=9)
+    X, _ = truth.sample(20, random_state=9)
+    spec = DGMMSpec(n_components=(2, 2, 2), n_factors=(3, 2, 1))
+    out = {}
+    for likelihood in ("jax", "graph"):
+        model = build_model(X, spec, likelihood=likelihood)
+        point = transformed_point(model, params_to_point(truth, model))
+        rows = model.compile_fn(model.logp(vars=[model["x"]], sum=False)[0], point_fn=True)
+        fn = model.logp_dlogp_function(ravel_inputs=True, initial_point=point)
+        x0 = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
+        out[likelihood] = (np.asarray(rows(point)), *fn(x0))
+    np.testing.assert_allclose(out["graph"][0], truth.score_samples(X), rtol=1e-10)
+    np.testing.assert_allclose(out["jax"][0], out["graph"][0], rtol=1e-10)
+    np.testing.assert_allclose(out["jax"][2], out["graph"][2], rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match=r"likelihood='numpy' is not supported"):
+        build_model(X, spec, likelihood="numpy")
