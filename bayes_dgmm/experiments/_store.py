@@ -118,7 +118,8 @@ def _run_one(
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1), warnings.catch_warnings(record=True) as caught:
-        warnings.filters[:] = filters
+        # typeshed declares warnings.filters a Sequence; it is the module's list
+        warnings.filters[:] = filters  # type: ignore[index]
         result = dict(fn(**kwargs))
     result.setdefault("key", key)
     return key, result, list(caught)

@@ -214,7 +214,9 @@ def _run_one(
             ).fit(X)
             labels, row["converged"] = gm.predict(X), bool(gm.converged_)
         elif method in ("exact", "stochastic"):
-            kw = {"algorithm": "stochastic", "init": "random"} if method == "stochastic" else {}
+            kw: dict[str, Any] = (
+                {"algorithm": "stochastic", "init": "random"} if method == "stochastic" else {}
+            )
             est = DeepGaussianMixture(G, n_factors=R, random_state=seed, **kw).fit(X)
             labels, row["converged"] = est.predict(X, layer=1), bool(est.converged_)
             row["log_likelihood"] = float(est.score(X) * X.shape[0])

@@ -200,7 +200,7 @@ def compare_methods(
         if row is not None:
             finished[method] = row
             tick()
-    common = dict(
+    common: dict[str, Any] = dict(
         X=X, spec=spec, labels=labels, budget=budget, random_state=random_state, store=store
     )
     init: DGMMParams | None = None
@@ -209,8 +209,9 @@ def compare_methods(
         if "exact" not in finished:
             finished["exact"] = _run_unit(units["exact"], **common, init=None, n_jobs=n_jobs)
             tick()
-        if "skipped" not in finished["exact"]:
-            init = DGMMParams.from_json(units["exact"].fit_file)
+        exact_file = units["exact"].fit_file  # the exact EM always keeps its fit
+        if "skipped" not in finished["exact"] and exact_file is not None:
+            init = DGMMParams.from_json(exact_file)
     pending = [units[m] for m in order if m not in finished]
     if n_jobs != 1 and len(pending) > 1:
         for method, row in _run_in_workers(pending, common, init, n_jobs):
@@ -286,14 +287,15 @@ def _this_call(
 ) -> list[dict[str, Any]]:
     """The table of this call's methods; their fits copied to fits/, earlier calls' removed."""
     table = []
+    copied: set[str] = set()
     for method in order:
         row = {k: v for k, v in finished[method].items() if k not in ("inputs_sha256", "key")}
         fit_file = units[method].fit_file
         if fit_file is not None and "skipped" not in row:
+            copied.add(f"{method}{fit_file.suffix}")
             _copy(fit_file, out / "fits" / f"{method}{fit_file.suffix}")
         table.append({k: v for k, v in row.items() if k != "paths"})
-    copied = [m for m in order if units[m].fit_file is not None and "skipped" not in finished[m]]
-    _prune(out, {f"{m}{units[m].fit_file.suffix}" for m in copied}, order)
+    _prune(out, copied, order)
     return table
 
 
@@ -435,7 +437,8 @@ def _run_unit_quietly(
     for name in ("pymc", "pytensor", "arviz", "nutpie"):
         logging_.getLogger(name).setLevel(logging_.ERROR)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.filters[:] = filters
+        # typeshed declares warnings.filters a Sequence; it is the module's list
+        warnings.filters[:] = filters  # type: ignore[index]
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
         row = _run_unit(unit, **kwargs)
     return unit.method, row, list(caught)

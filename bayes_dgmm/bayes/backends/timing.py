@@ -40,7 +40,10 @@ def compile_timer() -> Iterator[CompileTime]:
     """
     box = CompileTime()
     depth = 0
-    originals = {"__init__": FunctionMaker.__init__, "create": FunctionMaker.create}
+    originals: dict[str, Callable[..., Any]] = {
+        "__init__": FunctionMaker.__init__,
+        "create": FunctionMaker.create,
+    }
 
     def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
