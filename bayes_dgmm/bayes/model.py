@@ -201,25 +201,18 @@ def build_model(
         density as a PyTensor graph (:mod:`bayes_dgmm.bayes.graph_density`), faster on tiny
         models under PyTensor's Numba backend.
 
-    Returns
-    -------
-    pm.Model with coords ``obs``, ``feature``, ``path`` and per layer ``component_l``,
-    ``factor_l`` (and ``lower_l`` under ``"lower_triangular"``).
+    Returns a ``pm.Model`` with coords ``obs``, ``feature``, ``path`` and per layer
+    ``component_l``, ``factor_l`` (and ``lower_l`` under ``"lower_triangular"``).
     """
     Xa = check_data(X, min_samples=2)
     spec.check_n_features(Xa.shape[1])
-    constraint = check_constraint(constraint)
-    gauge = check_gauge(gauge)
+    constraint, gauge = check_constraint(constraint), check_gauge(gauge)
     if likelihood not in ("jax", "graph"):
         raise ValueError(f"likelihood={likelihood!r} is not supported; choose 'jax' or 'graph'.")
     hyper = resolve_priors(spec.priors, priors, gauge)
     comps, facts = spec.n_components, spec.n_factors
     N, J = Xa.shape
-    if reference is None:
-        x_mean, x_sd = Xa.mean(axis=0), Xa.std(axis=0)
-        x_sd = np.where(x_sd > 0, x_sd, 1.0)
-    else:
-        x_mean, x_sd = _check_reference(reference, J)
+    x_mean, x_sd = _check_reference(reference, J) if reference is not None else _location_scale(Xa)
 
     with pm.Model(coords=_coords(N, J, spec, constraint)) as model:
         X_data = pm.Data("X", Xa, dims=("obs", "feature"))
@@ -263,6 +256,12 @@ def _coords(N: int, J: int, spec: DGMMSpec, constraint: str | None) -> dict[str,
         if constraint == "lower_triangular":
             coords[f"lower_{l}"] = np.arange(lower_indices(dims_r[l - 1], dims_r[l])[0].size)
     return coords
+
+
+def _location_scale(X: Array) -> tuple[Array, Array]:
+    """Per-feature mean and standard deviation (1 where a feature is constant)."""
+    sd = X.std(axis=0)
+    return X.mean(axis=0), np.where(sd > 0, sd, 1.0)
 
 
 def _check_reference(reference: Any, J: int) -> tuple[Array, Array]:
@@ -375,6 +374,13 @@ def _lower_triangular_values(a: Array, *, top: bool, layer: int) -> dict[str, Ar
         f"Lambda_{layer}_diag": np.maximum(np.abs(a[:, k, k]), 1e-12),
         f"Lambda_{layer}_lower": a[:, rows, cols],
     }
+
+
+def uses_minibatch(model: pm.Model) -> bool:
+    """Whether ``model``'s likelihood is that of random minibatches (``batch_size``)."""
+    from pymc.variational.minibatch_rv import MinibatchRandomVariable
+
+    return any(isinstance(rv.owner.op, MinibatchRandomVariable) for rv in model.observed_RVs)
 
 
 def model_gauge(model: pm.Model) -> str:

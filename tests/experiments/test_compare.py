@@ -45,7 +45,8 @@ def test_compare_em_and_gmm(tiny, tmp_path):
     # the stochastic EM runs to its stationarity rule within its own budget, sem_max_iter
     stochastic = rows[1]
     match = re.fullmatch(
-        r"stationary: .* nats, z = (\S+) \(criterion: within ±2\) after (\d+) its", stochastic["evidence"]
+        r"stationary: .* nats, z = (\S+) \(criterion: within ±2\) after (\d+) its",
+        stochastic["evidence"],
     )
     assert match, stochastic["evidence"]
     n_iter = int(match.group(2))

@@ -19,7 +19,7 @@ from bayes_dgmm.bayes.backends.laplace import run_laplace
 from bayes_dgmm.bayes.backends.mode import run_map
 from bayes_dgmm.bayes.backends.pathfinder import run_pathfinder
 from bayes_dgmm.bayes.backends.vi import run_vi
-from bayes_dgmm.bayes.model import compile_mode
+from bayes_dgmm.bayes.model import compile_mode, uses_minibatch
 
 Array = NDArray[np.float64]
 
@@ -40,8 +40,11 @@ def run_pymc(
     """
     seed, bar = random_seed, progressbar
     if "backend" not in kw:
-        # PyTensor's default (Numba) compiles the study model ~20x slower than C.
-        kw.setdefault("compile_kwargs", {"mode": compile_mode()})
+        # PyTensor's default (Numba) compiles the study model ~20x slower than C. A minibatch
+        # model runs in C: PyMC cannot freeze its data for JAX (freeze_dims_and_data fails
+        # on MinibatchRandomVariable); the likelihood Op still calls the JAX density.
+        mode = "CVM" if uses_minibatch(model) else compile_mode()
+        kw.setdefault("compile_kwargs", {"mode": mode})
     if str(kw.get("compile_kwargs", {}).get("mode", "")).upper() == "JAX":
         # JAX compiles only shapes known at compile time: fix the model's dims and data (a
         # copy with the same variables and names)

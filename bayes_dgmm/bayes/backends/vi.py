@@ -25,7 +25,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from bayes_dgmm._validation import FitError, RandomLike
 from bayes_dgmm.bayes.backends.flat import compile_flat_logp_grad, flatten_point
 from bayes_dgmm.bayes.backends.laplace import negative_hessian
-from bayes_dgmm.bayes.model import compile_mode, transformed_point
+from bayes_dgmm.bayes.model import compile_mode, transformed_point, uses_minibatch
 
 Array = NDArray[np.float64]
 
@@ -186,8 +186,10 @@ def run_vi(
     starting sds (flat, ``model.free_RVs`` order) when ``model``'s density cannot give them,
     as a minibatch model's random one cannot (take them from the full-data model).
     """
-    if compile_mode().upper() == "JAX" and any(
-        isinstance(v, SharedVariable) for v in model.data_vars
+    if (
+        compile_mode().upper() == "JAX"
+        and not uses_minibatch(model)
+        and any(isinstance(v, SharedVariable) for v in model.data_vars)
     ):
         # JAX draws random numbers only for sizes known at compile time: fix the dims and
         # data of the model (a copy; the same variables and names)
