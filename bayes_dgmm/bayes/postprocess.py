@@ -14,6 +14,7 @@ import xarray as xr
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
+from bayes_dgmm.bayes.backends.curvature import DECREMENT_TOL
 from bayes_dgmm.bayes.backends.mode import MODE_GTOL
 from bayes_dgmm.bayes.model import point_to_params, pointwise_loglik_function
 from bayes_dgmm.model.names import named_variables
@@ -44,7 +45,8 @@ def finish_tree(idata: Any, X: Array, spec: DGMMSpec) -> Any:
 def fit_convergence(idata: Any, method: str) -> dict[str, Any]:
     """Whether a fit met its method's own convergence criterion, with the figures.
 
-    ``map``: the largest gradient entry is at most :data:`MODE_GTOL`; ``laplace``: the
+    ``map``: the largest gradient entry is at most :data:`MODE_GTOL`, or the Hessian is
+    positive definite and a Newton step would gain < 0.1 nats; ``laplace``: the
     Hessian at the mode is positive definite and a Newton step would gain < 0.1 nats;
     ``pathfinder``: the Pareto k of its draws' importance weights is below 0.7;
     ``advi``/``fullrank_advi``: the ELBO stopped improving
@@ -54,13 +56,18 @@ def fit_convergence(idata: Any, method: str) -> dict[str, Any]:
     """
     attrs = idata["posterior"].attrs
     if method == "map":
-        # scipy's success includes its precision-loss stop, which a stall meets; the
-        # gradient at the end cannot be small unless the optimiser is at a stationary point
-        gmax = float(attrs.get("optimizer_max_abs_gradient", np.nan))
+        # scipy's success includes its precision-loss stop, which a stall meets; neither a
+        # small gradient nor a small Newton decrement at a positive definite Hessian can be
+        # met away from a mode (run_map)
         return {
-            "converged": bool(gmax <= MODE_GTOL),
-            "criterion": f"largest gradient entry (unconstrained scale) <= {MODE_GTOL}",
-            "max_abs_gradient": gmax,
+            "converged": bool(attrs.get("optimizer_success", 0)),
+            "criterion": (
+                f"largest gradient entry (unconstrained scale) <= {MODE_GTOL}, or a positive "
+                f"definite Hessian and a Newton decrement < {DECREMENT_TOL} nats"
+            ),
+            "max_abs_gradient": float(attrs.get("optimizer_max_abs_gradient", np.nan)),
+            "newton_decrement": float(attrs.get("optimizer_newton_decrement", np.nan)),
+            "nonpositive_eigenvalues": int(attrs.get("optimizer_nonpositive_eigenvalues", -1)),
             "message": str(attrs.get("optimizer_message", "")),
         }
     if method == "laplace":

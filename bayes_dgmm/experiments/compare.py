@@ -126,9 +126,16 @@ def convergence_evidence(result: MethodResult) -> str:
     from bayes_dgmm.bayes.backends.mode import MODE_GTOL
 
     if method == "map":
-        return (
+        gradient = (
             f"largest gradient entry {_fig(conv.get('max_abs_gradient'))} "
             f"(criterion: <= {MODE_GTOL:g})"
+        )
+        if conv.get("nonpositive_eigenvalues", -1) < 0:  # the gradient criterion was met
+            return gradient
+        return (
+            f"{gradient}; else Newton decrement {_fig(conv.get('newton_decrement'))}, "
+            f"{conv.get('nonpositive_eigenvalues')} negative Hessian eigenvalues "
+            f"(criterion: < {DECREMENT_TOL:g} and none)"
         )
     if method == "laplace":
         return (

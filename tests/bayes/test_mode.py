@@ -138,3 +138,17 @@ def test_laplace_draws_of_a_gaussian_posterior_have_equal_importance_weights():
     weights = tree["sample_stats"]["log_importance_weight"].values
     assert weights.shape == (1, 200)
     assert np.ptp(weights) < 1e-3
+
+
+def test_map_finishes_with_newton_steps_where_bfgs_stops_early():
+    # One BFGS iteration leaves the Gaussian posterior's mode far; the Newton steps on the
+    # finite-difference Hessian reach it and certify it (positive definite, decrement ~0).
+    X, y, model = _linear_model(2)
+    mean = np.linalg.solve(X.T @ X + np.eye(3) / 100, X.T @ y)
+    tree = run_map(model, {"beta": np.zeros(3)}, maxiter=1)
+    post = tree["posterior"]
+    assert post.attrs["optimizer_nit"] == 1
+    np.testing.assert_allclose(post["beta"].values[0, 0], mean, atol=1e-5)
+    assert post.attrs["optimizer_success"] == 1
+    assert post.attrs["optimizer_nonpositive_eigenvalues"] == 0
+    assert post.attrs["optimizer_newton_decrement"] < 1e-6
