@@ -172,8 +172,8 @@ def write_report(
         "says whether the method's own criterion held at this budget (exact EM: the Newton "
         "decrement, or Aitken's estimate of the gain left; stochastic EM: no drift of its "
         "log-likelihood beyond its noise over the last 50 iterations; ADVI: the ELBO "
-        "stopped improving; MAP: the largest gradient entry; Laplace: a positive "
-        "definite Hessian and a Newton decrement < 0.1; NUTS and SMC: r_hat < 1.01 and "
+        "stopped improving; MAP: the largest gradient entry, or as Laplace; Laplace: a "
+        "positive definite Hessian and a Newton decrement < 0.1; NUTS and SMC: r_hat < 1.01 and "
         "bulk ESS > 400 of identified quantities, no divergence); the figures of a row "
         "with `converged` False are those of an unconverged run.",
     )
