@@ -98,11 +98,10 @@ def simulate_prior(
         priors=design.data_priors,
         reference=design.reference,
     )
+    # the data are drawn by numpy (the likelihood's random function), which JAX cannot run
+    mode = "CVM" if compile_mode().upper() == "JAX" else compile_mode()
     prior = pm.sample_prior_predictive(
-        draws=n_sims,
-        model=model,
-        random_seed=random_seed,
-        compile_kwargs={"mode": compile_mode()},
+        draws=n_sims, model=model, random_seed=random_seed, compile_kwargs={"mode": mode}
     )
     params, _ = posterior_draws(prior["prior"].to_dataset())
     X = prior["prior_predictive"]["x"].transpose("chain", "draw", ...).values[0]
