@@ -348,9 +348,9 @@ def params_to_point(
             c, log_t = latent_coordinates(lam[l - 1], psi[l - 1])
             values.update({f"c_{l}": c, f"log_t_{l}_zs": log_t.T, f"log_t_{l}_raw": log_t})
         if constraint == "lower_triangular":
-            values.update(_lower_triangular_values(lam[l - 1], top=l == L, layer=l))
+            lower = _lower_triangular_values(lam[l - 1], top=l == L, layer=l)
+            values.update(lower)
             if l >= 2:
-                lower = _lower_triangular_values(lam[l - 1], top=l == L, layer=l)
                 scale = np.sqrt(psi[l - 1])[:, : lower[f"Lambda_{l}_diag"].shape[1]]
                 values[f"c_{l}_diag"] = lower[f"Lambda_{l}_diag"] / scale
                 rows = lower_indices(*lam[l - 1].shape[1:])[0]

@@ -40,17 +40,7 @@ def standardised(params: DGMMParams) -> DGMMParams:
     Layers are processed from the top down, so standardising a layer leaves the ones above
     standardised; applying it twice changes nothing (to round-off).
     """
-    eta, lam, psi = list(params.eta), list(params.Lambda), list(params.psi)
-    for l in range(params.n_layers - 1, 0, -1):  # 0-based index of layers L .. 2
-        b = -eta[l].mean(axis=0)
-        total = np.sum(lam[l] ** 2, axis=-1) + psi[l]  # (G, R_{l-1})
-        a = np.exp(-0.5 * np.log(total).mean(axis=0))
-        eta[l] = a * (eta[l] + b)
-        lam[l] = a[None, :, None] * lam[l]
-        psi[l] = a**2 * psi[l]
-        eta[l - 1] = eta[l - 1] - lam[l - 1] @ b
-        lam[l - 1] = lam[l - 1] / a[None, None, :]
-    return DGMMParams(pi=params.pi, eta=eta, Lambda=lam, psi=psi)
+    return params.anchored(pin="total")
 
 
 def in_gauge(params: DGMMParams, gauge: str) -> DGMMParams:

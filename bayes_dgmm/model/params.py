@@ -216,7 +216,7 @@ class DGMMParams(LayerArrays):
             scores.insert(0, z)
         return scores, labels
 
-    def anchored(self) -> DGMMParams:
+    def anchored(self, pin: str = "noise") -> DGMMParams:
         """The same distribution with every latent layer's location and scale pinned.
 
         The likelihood is unchanged when the scores ``z^(l)`` of an intermediate layer
@@ -226,13 +226,15 @@ class DGMMParams(LayerArrays):
         ``eta_l -> eta_l - Lambda_l b``, ``Lambda_l -> Lambda_l diag(1 / a)``. This returns the
         member of that family whose layers ``l >= 2`` have intercepts summing to zero over the
         components and noise variances with geometric mean one over the components, per
-        factor (the anchoring of :func:`bayes_dgmm.bayes.model.build_model`). Layers are
-        processed from the top down, so anchoring a layer leaves the ones above anchored.
+        factor (the noise gauge of :mod:`bayes_dgmm.model.gauge`); ``pin="total"`` pins each
+        row's total variance ``|Lambda_g[r]|^2 + psi_g[r]`` instead (the standardised gauge).
+        Layers are processed from the top down, so anchoring one leaves those above anchored.
         """
         eta, lam, psi = list(self.eta), list(self.Lambda), list(self.psi)
         for l in range(self.n_layers - 1, 0, -1):  # 0-based index of layers L .. 2
             b = -eta[l].mean(axis=0)
-            a = np.exp(-0.5 * np.log(psi[l]).mean(axis=0))
+            spread = psi[l] if pin == "noise" else np.sum(lam[l] ** 2, axis=-1) + psi[l]
+            a = np.exp(-0.5 * np.log(spread).mean(axis=0))
             eta[l] = a * (eta[l] + b)
             lam[l] = a[None, :, None] * lam[l]
             psi[l] = a**2 * psi[l]

@@ -119,12 +119,12 @@ def run_map(
     (``optimizer_newton_decrement``, ``optimizer_nonpositive_eigenvalues``).
     """
     res = posterior_mode(model, start, maxiter=maxiter, mode=mode)
-    x, gmax, decrement, bad = res.x, res.max_abs_gradient, float("nan"), -1
+    x, logp, gmax, decrement, bad = res.x, res.logp, res.max_abs_gradient, float("nan"), -1
     if not res.converged:
         check = second_order(model, res.x)
-        fn, _ = compile_flat_logp_grad(model, mode)
         x, decrement, bad = check.x, check.decrement, check.bad
-        gmax = float(np.max(np.abs(np.asarray(fn(x)[1]))))
+        value, grad = compile_flat_logp_grad(model, mode)[0](x)
+        logp, gmax = float(value), float(np.max(np.abs(np.asarray(grad))))
     converged = gmax <= MODE_GTOL or (bad == 0 and decrement < DECREMENT_TOL)
     if not converged:
         warnings.warn(
@@ -141,7 +141,7 @@ def run_map(
         optimizer_message=res.message,
         optimizer_nit=res.nit,
         optimizer_nfev=res.nfev,
-        optimizer_fun=-float(compile_flat_logp_grad(model, mode)[0](x)[0]),
+        optimizer_fun=-logp,
         optimizer_max_abs_gradient=gmax,
         optimizer_newton_decrement=decrement,
         optimizer_nonpositive_eigenvalues=bad,
